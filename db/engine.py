@@ -1,0 +1,89 @@
+"""Engine and session factory, and the check that a database is reachable and migrated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.urls import redact_url
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used (unreachable, bad URL, not migrated); the message is safe."""
+
+
+def make_engine(url: str, *, create_dirs: bool = False, **kwargs: Any) -> Engine:
+    """Build an engine for `url` (SQLite or PostgreSQL) with the settings KneeGuard relies on."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"invalid database URL {redact_url(url)!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            parent = Path(database).parent
+            if create_dirs:
+                parent.mkdir(parents=True, exist_ok=True)
+            elif not parent.is_dir():
+                raise DatabaseError(
+                    f"database directory {str(parent)!r} does not exist; run `kneeguard db upgrade`"
+                )
+        kwargs.setdefault("connect_args", {"timeout": 30})
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise DatabaseError(f"cannot use database URL {redact_url(url)!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the CLI read while the service writes; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def describe_operational_error(url: str, exc: OperationalError) -> str:
+    """One line saying why the database at `url` could not be used, without credentials."""
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    password = make_url(url).password
+    if password:
+        detail = detail.replace(str(password), "***")
+    return f"cannot use database {redact_url(url)}: {detail}"
+
+
+def check_ready(engine: Engine, url: str) -> None:
+    """Raise `DatabaseError` unless the database answers and is migrated to the latest revision."""
+    from db.migrate import current_revision, head_revision
+
+    try:
+        with engine.connect() as conn:
+            has_version = inspect(conn).has_table("alembic_version")
+            current = current_revision(conn) if has_version else None
+    except OperationalError as exc:
+        raise DatabaseError(describe_operational_error(url, exc)) from None
+    if current is None:
+        raise DatabaseError(
+            f"database {redact_url(url)} is not initialised; run `kneeguard db upgrade`"
+        )
+    if current != head_revision():
+        raise DatabaseError(
+            f"database {redact_url(url)} is at revision {current}, not the latest "
+            f"({head_revision()}); run `kneeguard db upgrade`"
+        )

@@ -1,0 +1,260 @@
+"""Turning one raw MQTT message into either a row to store or a rejection, with no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from ingest.schemas import (
+    CHECKIN_SCHEMA,
+    RUN_SCHEMA,
+    UUID_RE,
+    CheckinMessage,
+    RunMessage,
+)
+from ingest.topics import DeviceTopic, Kind, TopicError, Topics
+from ingest.units import to_metres, to_seconds
+
+MAX_PAYLOAD: Final = 64 * 1024
+DEAD_LETTER_PAYLOAD: Final = 4 * 1024
+MAX_ERRORS: Final = 20
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message as received from the broker, free of paho types."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    """One problem with a payload: where (`body.pain_score`) and what."""
+
+    loc: str
+    msg: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"loc": self.loc, "msg": self.msg}
+
+
+@dataclass(frozen=True, slots=True)
+class Valid:
+    """A well-formed message from a well-formed topic; the device is not yet checked."""
+
+    device: DeviceTopic
+    uuid: str
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A message that will be refused. `device` is set when the topic names one."""
+
+    device: DeviceTopic | None
+    uuid: str | None
+    errors: tuple[WireError, ...]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{e.loc}: {e.msg}" if e.loc else e.msg for e in self.errors)
+
+
+def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
+    """Parse the topic, validate the payload and convert it to the stored units."""
+    try:
+        device = topics.parse(message.topic)
+    except TopicError as exc:
+        return Invalid(None, None, (WireError("topic", str(exc)),))
+    payload = message.payload
+    if not payload:
+        return Invalid(device, None, (WireError("", "empty payload"),))
+    if len(payload) > MAX_PAYLOAD:
+        return Invalid(
+            device,
+            None,
+            (WireError("", f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}"),),
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Invalid(
+            device, None, (WireError("", f"payload is not valid UTF-8 (byte {exc.start})"),)
+        )
+    model: type[RunMessage | CheckinMessage] = (
+        RunMessage if device.kind is Kind.RUN else CheckinMessage
+    )
+    try:
+        parsed = model.model_validate_json(text)
+    except ValidationError as exc:
+        return _invalid(device, text, exc)
+    if "\x00" in text:
+        nul = _first_nul_error(parsed)
+        if nul is not None:
+            return Invalid(device, parsed.header.uuid.lower(), (nul,))
+    if isinstance(parsed, RunMessage):
+        return Valid(device, parsed.header.uuid.lower(), run_row(device, parsed, message))
+    return Valid(device, parsed.header.uuid.lower(), checkin_row(device, parsed, message))
+
+
+def _invalid(device: DeviceTopic, text: str, exc: ValidationError) -> Invalid:
+    errors: list[WireError] = []
+    raw = _lenient_json(text)
+    header = raw.get("header") if isinstance(raw, dict) else None
+    uuid = header.get("uuid") if isinstance(header, dict) else None
+    if not (isinstance(uuid, str) and _is_uuid(uuid)):
+        uuid = None
+    schema = header.get("schema_id") if isinstance(header, dict) else None
+    if isinstance(schema, dict):
+        expected = RUN_SCHEMA if device.kind is Kind.RUN else CHECKIN_SCHEMA
+        if (schema.get("namespace"), schema.get("name")) != expected:
+            errors.append(
+                WireError(
+                    "header.schema_id",
+                    f"a {schema.get('namespace')}/{schema.get('name')} payload cannot be sent "
+                    f"on a {device.kind.value} topic",
+                )
+            )
+    for err in exc.errors(include_url=False, include_input=False):
+        if len(errors) >= MAX_ERRORS:
+            break
+        loc = ".".join(str(part) for part in err["loc"])
+        msg = str(err["msg"])
+        if err["type"] == "json_invalid":
+            msg = msg.replace("Invalid JSON", "payload is not valid JSON")
+        elif err["type"] == "model_type" and not loc:
+            msg = "payload must be a JSON object"
+        msg = msg.removeprefix("Value error, ")
+        errors.append(WireError(loc, msg))
+    return Invalid(device, uuid.lower() if uuid else None, tuple(errors))
+
+
+def _lenient_json(text: str) -> Any:
+    # Only to find the uuid for the rejected ack; anything that fails here just has none.
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+_UUID = re.compile(UUID_RE)
+
+
+def _is_uuid(value: str) -> bool:
+    return _UUID.fullmatch(value) is not None
+
+
+def _first_nul_error(model: BaseModel, prefix: str = "") -> WireError | None:
+    # PostgreSQL text cannot hold U+0000, and no field has a use for it.
+    for name, value in model:
+        loc = f"{prefix}{name}"
+        if isinstance(value, str) and "\x00" in value:
+            return WireError(loc, "must not contain the NUL character")
+        if isinstance(value, BaseModel):
+            found = _first_nul_error(value, loc + ".")
+            if found is not None:
+                return found
+    return None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _header_columns(msg: RunMessage | CheckinMessage, message: Inbound) -> dict[str, Any]:
+    header = msg.header
+    provenance = header.acquisition_provenance
+    return {
+        "uuid": header.uuid.lower(),
+        "modality": header.modality,
+        "source_name": provenance.source_name if provenance else None,
+        "source_data_point_id": provenance.source_data_point_id if provenance else None,
+        "source_created_at": _utc(header.source_creation_date_time),
+        "received_at": message.received_at,
+    }
+
+
+def run_row(device: DeviceTopic, msg: RunMessage, message: Inbound) -> dict[str, Any]:
+    """Columns of the `runs` row for a valid run message, in metres and seconds."""
+    body = msg.body
+    interval = body.effective_time_frame.time_interval
+    start, end = _utc(interval.start_date_time), _utc(interval.end_date_time)
+    duration = (
+        to_seconds(body.duration.value, body.duration.unit)
+        if body.duration is not None
+        else (end - start).total_seconds()
+    )
+    hr = body.heart_rate
+    dyn = body.running_dynamics
+    elevation = body.cumulative_elevation_gain
+    return {
+        **_header_columns(msg, message),
+        "athlete_id": device.athlete_id,
+        "device_id": device.device_id,
+        "start_time": start,
+        "end_time": end,
+        "distance_m": to_metres(body.distance.value, body.distance.unit),
+        "duration_s": duration,
+        "elevation_gain_m": to_metres(elevation.value, elevation.unit) if elevation else None,
+        "cadence_spm": body.average_cadence.value if body.average_cadence else None,
+        "hr_avg_bpm": hr.average.value if hr and hr.average else None,
+        "hr_max_bpm": hr.maximum.value if hr and hr.maximum else None,
+        "rpe": body.perceived_exertion,
+        "ground_contact_time_ms": dyn.ground_contact_time_ms if dyn else None,
+        "vertical_oscillation_mm": dyn.vertical_oscillation_mm if dyn else None,
+        "step_length_mm": dyn.step_length_mm if dyn else None,
+        "power_w": dyn.power_w if dyn else None,
+    }
+
+
+def checkin_row(device: DeviceTopic, msg: CheckinMessage, message: Inbound) -> dict[str, Any]:
+    """Columns of the `checkins` row for a valid check-in message."""
+    body = msg.body
+    symptoms = body.symptoms
+    ostrc = body.ostrc
+    return {
+        **_header_columns(msg, message),
+        "athlete_id": device.athlete_id,
+        "device_id": device.device_id,
+        "recorded_at": _utc(body.effective_time_frame.date_time),
+        "context": body.context,
+        "related_run_uuid": body.related_run_uuid.lower() if body.related_run_uuid else None,
+        "pain_score": body.pain_score,
+        "pain_sites": [site.model_dump() for site in body.pain_sites],
+        "swelling": symptoms.swelling,
+        "locking": symptoms.locking,
+        "giving_way": symptoms.giving_way,
+        "cannot_bear_weight": symptoms.cannot_bear_weight,
+        "night_pain": symptoms.night_pain,
+        "fever": symptoms.fever,
+        "trauma": symptoms.trauma,
+        "ostrc_q1": ostrc.q1 if ostrc else None,
+        "ostrc_q2": ostrc.q2 if ostrc else None,
+        "ostrc_q3": ostrc.q3 if ostrc else None,
+        "ostrc_q4": ostrc.q4 if ostrc else None,
+        "note": body.note,
+    }
+
+
+def ack_payload(uuid: str | None, status: Status, errors: tuple[WireError, ...] = ()) -> bytes:
+    """The JSON acknowledgement published to the device's `ack` topic."""
+    return json.dumps(
+        {"uuid": uuid, "status": status, "errors": [e.as_dict() for e in errors]},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+
+
+def truncate_payload(payload: bytes) -> bytes:
+    return payload[:DEAD_LETTER_PAYLOAD]

@@ -1,0 +1,256 @@
+"""The one class that owns the broker connection.
+
+It connects with a fixed client id and a persistent session, subscribes inside `on_connect` (so
+subscriptions come back after a reconnect), turns paho's messages into `Inbound` before anything
+else sees them, and acknowledges a message to the broker only when told to (paho's manual ack).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ingest.messages import Inbound
+from datetime import UTC, datetime
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# CONNACK reason codes after which retrying cannot help (paho maps MQTT 3.1.1 codes onto these).
+_FATAL_CONNACK = {
+    133: "the broker refused the client id",
+    134: "the broker refused the user name or password",
+    135: "the broker refused the connection: not authorized",
+    140: "the broker refused the authentication method",
+}
+
+
+class BrokerConfigError(ValueError):
+    """The broker URL cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where and how to connect, parsed from KNEEGUARD_MQTT_URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    cafile: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> BrokerAddress:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise BrokerConfigError(f"invalid broker URL: {exc}") from None
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise BrokerConfigError("broker URL must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise BrokerConfigError("broker URL has no host")
+        tls = parts.scheme == "mqtts"
+        query = parse_qs(parts.query)
+        cafile = query.get("cafile", [None])[0]
+        return cls(
+            host=parts.hostname,
+            port=port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            cafile=cafile,
+        )
+
+    def describe(self) -> str:
+        """Address for log lines: never the password."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+MessageSink = Callable[[Inbound], None]
+
+
+class MqttConnection:
+    """A paho client with KneeGuard's connection policy; the writer's `Broker`."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        subscriptions: Sequence[str],
+        sink: MessageSink,
+        *,
+        clock: Callable[[], Any] = utcnow,
+        max_inflight: int = 1000,
+    ) -> None:
+        self.address = address
+        self._subscriptions = list(subscriptions)
+        self._sink = sink
+        self._clock = clock
+        self._receiving = threading.Event()
+        self._receiving.set()
+        self.fatal_error: str | None = None
+        self.ready = threading.Event()
+        self.failed = threading.Event()
+        self._pending_suback: int | None = None
+        self._last_publish: mqtt.MQTTMessageInfo | None = None
+        self._publish_lock = threading.Lock()
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
+        )
+        client.enable_logger(logging.getLogger("ingest.paho"))
+        client.reconnect_delay_set(min_delay=1, max_delay=120)
+        client.max_inflight_messages_set(max_inflight)
+        if address.username is not None:
+            client.username_pw_set(address.username, address.password)
+        if address.tls:
+            client.tls_set(ca_certs=address.cafile, cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting with backoff until `stop`."""
+        log.info("connecting to broker %s", self.address.describe())
+        self._client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self._client.loop_start()
+
+    def stop_receiving(self) -> None:
+        """Take no more messages: anything arriving now stays unacknowledged for redelivery."""
+        self._receiving.clear()
+
+    def stop(self, flush_timeout: float = 5.0) -> None:
+        """Wait for outgoing acks to leave, then disconnect cleanly."""
+        with self._publish_lock:
+            last = self._last_publish
+        if last is not None and last.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            try:
+                last.wait_for_publish(flush_timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not confirm the last acks before disconnecting")
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # Broker protocol used by the writer ------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self._client.publish(topic, payload, qos=1)
+        with self._publish_lock:
+            self._last_publish = info
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self._client.ack(mid, qos)
+
+    # paho callbacks: each one guarded, since an exception would end paho's network loop ---------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                fatal = _FATAL_CONNACK.get(reason_code.value)
+                if fatal is not None:
+                    self.fatal_error = f"{fatal} ({self.address.describe()}); not retrying"
+                    log.error("%s", self.fatal_error)
+                    self.failed.set()
+                    client.disconnect()
+                    return
+                log.warning("broker refused the connection: %s; retrying", reason_code)
+                return
+            result, mid = client.subscribe([(topic, 1) for topic in self._subscriptions])
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.error("subscribing failed: %s", mqtt.error_string(result))
+                return
+            self._pending_suback = mid
+            log.debug("connected (session present: %s)", flags.session_present)
+        except Exception:
+            log.exception("error while handling the broker's CONNACK")
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Any,
+    ) -> None:
+        try:
+            if mid != self._pending_suback:
+                return
+            refused = [
+                topic
+                for topic, code in zip(self._subscriptions, reason_codes, strict=False)
+                if code.is_failure
+            ]
+            if refused:
+                self.fatal_error = (
+                    f"the broker refused the subscriptions {', '.join(refused)} "
+                    f"({self.address.describe()}); check the ACL"
+                )
+                log.error("%s", self.fatal_error)
+                self.failed.set()
+                client.disconnect()
+                return
+            log.info(
+                "connected to %s and subscribed to %s",
+                self.address.describe(),
+                ", ".join(self._subscriptions),
+            )
+            self.ready.set()
+        except Exception:
+            log.exception("error while handling the broker's SUBACK")
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        self.ready.clear()
+        if reason_code.is_failure and self.fatal_error is None:
+            log.warning(
+                "lost the broker connection (%s); reconnecting with backoff", reason_code
+            )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            if not self._receiving.is_set():
+                return
+            topic = msg.topic if isinstance(msg.topic, str) else ""
+            self._sink(Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._clock()))
+        except UnicodeDecodeError:
+            # A topic that is not UTF-8 cannot name a device; acknowledge and drop it.
+            log.warning("dropped a message whose topic is not valid UTF-8")
+            self.ack(msg.mid, msg.qos)
+        except Exception:
+            log.exception("error while receiving a message")

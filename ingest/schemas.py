@@ -1,0 +1,201 @@
+"""Wire schemas: the JSON payloads devices publish (IEEE 1752.1 / Open mHealth data points).
+
+Known fields are validated strictly (no type coercion, finite numbers, aware times); unknown
+fields are ignored so that newer apps keep working with an older service.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+RUN_SCHEMA = ("ieee", "physical-activity")
+CHECKIN_SCHEMA = ("kneeguard", "knee-checkin")
+
+
+class Wire(BaseModel):
+    """Base of every wire model: strict on known fields, unknown fields ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+Uuid = Annotated[str, Field(pattern=UUID_RE)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class SchemaId(Wire):
+    namespace: ShortText
+    name: ShortText
+    version: Annotated[str, Field(pattern=r"^1\.\d{1,3}$")]
+
+
+class Provenance(Wire):
+    source_name: ShortText | None = None
+    source_data_point_id: ShortText | None = None
+
+
+class Header(Wire):
+    uuid: Uuid
+    schema_id: SchemaId | None = None
+    source_creation_date_time: AwareDatetime
+    modality: Literal["sensed", "self-reported"] | None = None
+    acquisition_provenance: Provenance | None = None
+
+
+class Distance(Wire):
+    value: Annotated[float, Field(ge=0, le=1_000_000)]
+    unit: Literal["m", "km", "mi"]
+
+
+class Duration(Wire):
+    value: Annotated[float, Field(ge=0, le=14 * 86_400)]
+    unit: Literal["sec", "min", "h"]
+
+
+class Elevation(Wire):
+    value: Annotated[float, Field(ge=0, le=100_000)]
+    unit: Literal["m", "ft"]
+
+
+class Cadence(Wire):
+    value: Annotated[float, Field(gt=0, le=400)]
+    unit: Literal["steps/min"]
+
+
+class HeartRateValue(Wire):
+    value: Annotated[float, Field(gt=0, le=300)]
+    unit: Literal["beats/min"]
+
+
+def _bare_number_as(unit: str) -> Any:
+    """Accept a bare number for a unit-value with only one possible unit."""
+
+    def wrap(value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"value": value, "unit": unit}
+        return value
+
+    return BeforeValidator(wrap)
+
+
+BeatsPerMinute = Annotated[HeartRateValue, _bare_number_as("beats/min")]
+
+
+class HeartRate(Wire):
+    """Average and maximum heart rate, each as beats/min or an Open mHealth unit-value."""
+
+    average: BeatsPerMinute | None = None
+    maximum: BeatsPerMinute | None = None
+
+
+Dynamic = Annotated[float, Field(ge=0, le=100_000)]
+
+
+class RunningDynamics(Wire):
+    ground_contact_time_ms: Dynamic | None = None
+    vertical_oscillation_mm: Dynamic | None = None
+    step_length_mm: Dynamic | None = None
+    power_w: Dynamic | None = None
+
+
+class TimeInterval(Wire):
+    start_date_time: AwareDatetime
+    end_date_time: AwareDatetime
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> TimeInterval:
+        if self.end_date_time <= self.start_date_time:
+            raise ValueError("end_date_time must be after start_date_time")
+        if (self.end_date_time - self.start_date_time).total_seconds() > 14 * 86_400:
+            raise ValueError("a run cannot last more than 14 days")
+        return self
+
+
+class RunTimeFrame(Wire):
+    time_interval: TimeInterval
+
+
+class RunBody(Wire):
+    activity_name: Literal["running"] = "running"
+    effective_time_frame: RunTimeFrame
+    distance: Distance
+    duration: Duration | None = None
+    cumulative_elevation_gain: Elevation | None = None
+    average_cadence: Annotated[Cadence, _bare_number_as("steps/min")] | None = None
+    heart_rate: HeartRate | None = None
+    perceived_exertion: Annotated[float, Field(ge=0, le=10)] | None = None
+    running_dynamics: RunningDynamics | None = None
+
+
+class PainSite(Wire):
+    side: Literal["left", "right", "both"]
+    aspect: Literal["anterior", "lateral", "medial", "posterior", "diffuse"]
+
+
+class Symptoms(Wire):
+    swelling: bool = False
+    locking: bool = False
+    giving_way: bool = False
+    cannot_bear_weight: bool = False
+    night_pain: bool = False
+    fever: bool = False
+    trauma: bool = False
+
+
+OstrcOption = Annotated[int, Field(ge=0, le=3)]
+
+
+class Ostrc(Wire):
+    """Weekly OSTRC-O2 answers: option index 0-3 of each question (scored 0/8/17/25)."""
+
+    q1: OstrcOption
+    q2: OstrcOption
+    q3: OstrcOption
+    q4: OstrcOption
+
+
+class CheckinTimeFrame(Wire):
+    date_time: AwareDatetime
+
+
+class CheckinBody(Wire):
+    effective_time_frame: CheckinTimeFrame
+    context: Literal["post_run", "next_morning", "daily"]
+    related_run_uuid: Uuid | None = None
+    pain_score: Annotated[int, Field(ge=0, le=10)]
+    pain_sites: Annotated[list[PainSite], Field(max_length=16)] = []
+    symptoms: Symptoms = Symptoms()
+    ostrc: Ostrc | None = None
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+def _check_schema_id(header: Header, expected: tuple[str, str], kind: str) -> None:
+    schema = header.schema_id
+    if schema is not None and (schema.namespace, schema.name) != expected:
+        raise ValueError(
+            f"schema_id {schema.namespace}/{schema.name}/{schema.version} cannot be sent on a "
+            f"{kind} topic; expected {expected[0]}/{expected[1]}/1.0"
+        )
+
+
+class RunMessage(Wire):
+    header: Header
+    body: RunBody
+
+    @model_validator(mode="after")
+    def _schema_matches_topic(self) -> RunMessage:
+        _check_schema_id(self.header, RUN_SCHEMA, "run")
+        return self
+
+
+class CheckinMessage(Wire):
+    header: Header
+    body: CheckinBody
+
+    @model_validator(mode="after")
+    def _schema_matches_topic(self) -> CheckinMessage:
+        _check_schema_id(self.header, CHECKIN_SCHEMA, "checkin")
+        return self

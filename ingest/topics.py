@@ -1,0 +1,83 @@
+"""Topic layout of the public contract: identity comes from the topic, as in OwnTracks.
+
+{prefix}/{athlete_id}/{device_id}/run       device -> service
+{prefix}/{athlete_id}/{device_id}/checkin   device -> service
+{prefix}/{athlete_id}/{device_id}/ack       service -> device
+{prefix}/{athlete_id}/{device_id}/prompt    service -> device
+{prefix}/{athlete_id}/alerts                service -> athlete's apps
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Kind(enum.StrEnum):
+    """What a device publishes."""
+
+    RUN = "run"
+    CHECKIN = "checkin"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    """A device's inbound topic, parsed."""
+
+    athlete_id: str
+    device_id: str
+    kind: Kind
+
+
+class TopicError(ValueError):
+    """The topic is not a KneeGuard device topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Builds and parses the topics under one prefix."""
+
+    prefix: str
+
+    def subscriptions(self, shared_group: str | None = None) -> list[str]:
+        """Topic filters the ingest subscribes to (optionally as an MQTT shared subscription)."""
+        filters = [f"{self.prefix}/+/+/{kind.value}" for kind in Kind]
+        if shared_group:
+            return [f"$share/{shared_group}/{f}" for f in filters]
+        return filters
+
+    def parse(self, topic: str) -> DeviceTopic:
+        """Parse an inbound device topic; raise `TopicError` naming what is wrong."""
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic is not under {self.prefix!r}")
+        parts = topic[len(head) :].split("/")
+        if len(parts) != 3:
+            raise TopicError("topic must be {prefix}/{athlete_id}/{device_id}/{run|checkin}")
+        athlete_id, device_id, kind = parts
+        if not ID_PATTERN.fullmatch(athlete_id):
+            raise TopicError("athlete id in topic must match [A-Za-z0-9_-]{1,64}")
+        if not ID_PATTERN.fullmatch(device_id):
+            raise TopicError("device id in topic must match [A-Za-z0-9_-]{1,64}")
+        try:
+            parsed_kind = Kind(kind)
+        except ValueError:
+            raise TopicError(
+                f"unknown message kind {kind[:32]!r}; expected run or checkin"
+            ) from None
+        return DeviceTopic(athlete_id, device_id, parsed_kind)
+
+    def ack(self, athlete_id: str, device_id: str) -> str:
+        return f"{self.prefix}/{athlete_id}/{device_id}/ack"
+
+    def prompt(self, athlete_id: str, device_id: str) -> str:
+        return f"{self.prefix}/{athlete_id}/{device_id}/prompt"
+
+    def alerts(self, athlete_id: str) -> str:
+        return f"{self.prefix}/{athlete_id}/alerts"
+
+    def inbound(self, athlete_id: str, device_id: str, kind: Kind) -> str:
+        return f"{self.prefix}/{athlete_id}/{device_id}/{kind.value}"

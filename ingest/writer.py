@@ -1,0 +1,338 @@
+"""The ingest writer: stores messages in batches, then answers the device and the broker.
+
+The network loop only hands messages over (`submit`); this thread validates, stores a batch in
+one transaction, and only after the commit publishes the acks to the devices and acknowledges the
+messages to the broker. A crash before the commit means the broker redelivers; redelivery is
+answered `duplicate`, because rows are keyed on `header.uuid`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, Table, insert, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+
+from db.models import Checkin, DeadLetter, Device, Run
+from ingest.messages import (
+    Inbound,
+    Invalid,
+    Status,
+    Valid,
+    WireError,
+    ack_payload,
+    decode,
+    truncate_payload,
+)
+from ingest.topics import DeviceTopic, Kind, Topics
+
+log = logging.getLogger(__name__)
+
+RUNS: Table = Run.__table__  # type: ignore[assignment]
+CHECKINS: Table = Checkin.__table__  # type: ignore[assignment]
+DEAD_LETTERS: Table = DeadLetter.__table__  # type: ignore[assignment]
+
+
+class Broker(Protocol):
+    """What the writer needs from the broker connection."""
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+    def ack(self, mid: int, qos: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A run or check-in that was just committed (the event later stages hook into)."""
+
+    kind: Kind
+    id: int
+    uuid: str
+    athlete_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one message."""
+
+    message: Inbound
+    status: Status
+    uuid: str | None
+    device: DeviceTopic | None
+    errors: tuple[WireError, ...] = ()
+    stored: Stored | None = None
+
+
+StoredListener = Callable[[Sequence[Stored]], None]
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached, as opposed to refusing this data."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@dataclass
+class Writer:
+    """Stores inbound messages in batches on its own thread."""
+
+    engine: Engine
+    topics: Topics
+    broker: Broker
+    on_stored: StoredListener = lambda stored: None
+    batch_size: int = 500
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    _queue: queue.SimpleQueue[Inbound | None] = field(default_factory=queue.SimpleQueue)
+    _thread: threading.Thread | None = None
+    _abort: threading.Event = field(default_factory=threading.Event)
+    committed: int = 0
+
+    def submit(self, message: Inbound) -> None:
+        """Hand a message over; never blocks (called on the network thread)."""
+        self._queue.put(message)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Store and acknowledge everything submitted so far, then end the thread.
+
+        Returns False when the thread did not finish within `timeout` (for example because the
+        database is down); what it holds then stays unacknowledged and the broker redelivers it.
+        """
+        if self._thread is None:
+            return True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abort.set()
+            self._thread.join(5)
+            return False
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            done = False
+            while len(batch) < self.batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+            if not self._handle(batch) or done:
+                return
+
+    def _handle(self, batch: list[Inbound]) -> bool:
+        """Store, then answer. False when told to abort while the database was away."""
+        outcomes = self._store_with_retry(batch)
+        if outcomes is None:
+            return False
+        self._answer(outcomes)
+        return True
+
+    def _store_with_retry(self, batch: list[Inbound]) -> list[Outcome] | None:
+        delay = self.retry_initial
+        failing = False
+        while True:
+            try:
+                outcomes = self.store_batch(batch)
+            except SQLAlchemyError as exc:
+                if not _is_unavailable(exc):
+                    return self._store_one_by_one(batch)
+                if not failing:
+                    log.error(
+                        "database unavailable, holding %d messages unacknowledged: %s",
+                        len(batch),
+                        type(exc).__name__,
+                    )
+                    failing = True
+                if self._abort.wait(delay):
+                    return None
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if failing:
+                log.info("database back, storing %d held messages", len(batch))
+            return outcomes
+
+    def _store_one_by_one(self, batch: list[Inbound]) -> list[Outcome] | None:
+        # A batch the database refused: find the message it refuses and keep the others.
+        outcomes: list[Outcome] = []
+        for message in batch:
+            try:
+                outcomes.extend(self.store_batch([message]))
+            except SQLAlchemyError as exc:
+                if _is_unavailable(exc):
+                    single = self._store_with_retry([message])
+                    if single is None:
+                        return None
+                    outcomes.extend(single)
+                    continue
+                log.exception("database refused a message on %s", message.topic[:200])
+                outcomes.append(self._store_refused(message, exc))
+        return outcomes
+
+    def _store_refused(self, message: Inbound, exc: SQLAlchemyError) -> Outcome:
+        decoded = decode(self.topics, message)
+        device = decoded.device
+        uuid = decoded.uuid
+        invalid = Invalid(device, uuid, (WireError("", "the message could not be stored"),))
+        with self.engine.begin() as conn:
+            conn.execute(insert(DEAD_LETTERS), [self._dead_letter(message, invalid)])
+        return Outcome(message, "rejected", uuid, device, invalid.errors)
+
+    def store_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        """Validate and store one batch in one transaction; returns one outcome per message."""
+        decoded = [decode(self.topics, message) for message in batch]
+        with self.engine.begin() as conn:
+            known = self._known_devices(conn, decoded)
+            results: list[Outcome | None] = [None] * len(batch)
+            pending: dict[Kind, list[tuple[int, Valid]]] = {Kind.RUN: [], Kind.CHECKIN: []}
+            seen: set[tuple[Kind, str]] = set()
+            dead: list[dict[str, Any]] = []
+            for index, (message, item) in enumerate(zip(batch, decoded, strict=True)):
+                if (
+                    isinstance(item, Valid)
+                    and (
+                        item.device.athlete_id,
+                        item.device.device_id,
+                    )
+                    not in known
+                ):
+                    item = Invalid(
+                        item.device,
+                        item.uuid,
+                        (
+                            WireError(
+                                "topic",
+                                f"device {item.device.device_id!r} is not registered to "
+                                f"athlete {item.device.athlete_id!r}",
+                            ),
+                        ),
+                    )
+                if isinstance(item, Invalid):
+                    dead.append(self._dead_letter(message, item))
+                    results[index] = Outcome(
+                        message, "rejected", item.uuid, item.device, item.errors
+                    )
+                    continue
+                key = (item.device.kind, item.uuid)
+                if key in seen:
+                    results[index] = Outcome(message, "duplicate", item.uuid, item.device)
+                    continue
+                seen.add(key)
+                pending[item.device.kind].append((index, item))
+            for kind, table in ((Kind.RUN, RUNS), (Kind.CHECKIN, CHECKINS)):
+                items = pending[kind]
+                if not items:
+                    continue
+                ids = self._insert_new(conn, table, [valid.row for _, valid in items])
+                for index, valid in items:
+                    row_id = ids.get(valid.uuid)
+                    stored = (
+                        Stored(
+                            kind,
+                            row_id,
+                            valid.uuid,
+                            valid.device.athlete_id,
+                            valid.device.device_id,
+                        )
+                        if row_id is not None
+                        else None
+                    )
+                    results[index] = Outcome(
+                        batch[index],
+                        "accepted" if stored else "duplicate",
+                        valid.uuid,
+                        valid.device,
+                        stored=stored,
+                    )
+            if dead:
+                conn.execute(insert(DEAD_LETTERS), dead)
+        return [outcome for outcome in results if outcome is not None]
+
+    @staticmethod
+    def _known_devices(
+        conn: Connection, decoded: Sequence[Valid | Invalid]
+    ) -> set[tuple[str, str]]:
+        pairs = {
+            (item.device.athlete_id, item.device.device_id)
+            for item in decoded
+            if isinstance(item, Valid)
+        }
+        if not pairs:
+            return set()
+        rows = conn.execute(
+            select(Device.athlete_id, Device.id).where(
+                tuple_(Device.athlete_id, Device.id).in_(sorted(pairs))
+            )
+        )
+        return {(athlete, device) for athlete, device in rows}
+
+    @staticmethod
+    def _insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert rows whose uuid is new; return uuid -> id of the rows actually inserted."""
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=["uuid"])
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["uuid"])
+        else:  # pragma: no cover - only the two supported backends reach here
+            raise RuntimeError(f"unsupported database {dialect}")
+        result = conn.execute(stmt.returning(table.c.uuid, table.c.id), rows)
+        return {uuid: row_id for uuid, row_id in result}
+
+    @staticmethod
+    def _dead_letter(message: Inbound, item: Invalid) -> dict[str, Any]:
+        return {
+            "received_at": message.received_at,
+            "topic": message.topic[:512],
+            "athlete_id": item.device.athlete_id if item.device else None,
+            "device_id": item.device.device_id if item.device else None,
+            "uuid": item.uuid,
+            "reason": item.reason[:4000],
+            "payload": truncate_payload(message.payload),
+            "payload_size": len(message.payload),
+        }
+
+    def _answer(self, outcomes: list[Outcome]) -> None:
+        stored: list[Stored] = []
+        for outcome in outcomes:
+            device = outcome.device
+            if device is not None:
+                self.broker.publish(
+                    self.topics.ack(device.athlete_id, device.device_id),
+                    ack_payload(outcome.uuid, outcome.status, outcome.errors),
+                )
+            if outcome.status == "rejected":
+                log.warning(
+                    "rejected message on %s: %s",
+                    outcome.message.topic[:200],
+                    "; ".join(f"{e.loc}: {e.msg}" for e in outcome.errors)[:300],
+                )
+                log.debug("rejected payload (truncated): %r", outcome.message.payload[:200])
+            self.broker.ack(outcome.message.mid, outcome.message.qos)
+            if outcome.stored is not None:
+                stored.append(outcome.stored)
+        self.committed += len(outcomes)
+        if stored:
+            try:
+                self.on_stored(stored)
+            except Exception:
+                log.exception("a listener failed on %d stored messages", len(stored))

@@ -1,0 +1,165 @@
+"""Coaches, athletes and devices: validated input and the rows behind the registry commands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Athlete, Coach, Device
+from ingest.topics import ID_PATTERN
+from kneeguard.clock import Clock, utcnow
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = re.compile(rf"[^@\s<>(),;:\"\[\]\\]{{1,64}}@{_LABEL}(?:\.{_LABEL})*")
+DIGEST_CHOICES = ("daily", "weekly", "off")
+
+
+class RegistryError(ValueError):
+    """Bad input to a registry command; the message is one line for the user."""
+
+
+def check_id(value: str, what: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise RegistryError(f"invalid {what} {value[:80]!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+    return value
+
+
+def check_email(value: str) -> str:
+    if len(value) > 254 or not EMAIL_PATTERN.fullmatch(value):
+        raise RegistryError(f"invalid email address {value[:80]!r}")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RegistryError(
+            f"unknown timezone {value[:80]!r}: use an IANA name such as Europe/London"
+        ) from None
+    return value
+
+
+def check_name(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 200 or any(ord(ch) < 32 for ch in value):
+        raise RegistryError("name must be 1 to 200 printable characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Registry operations, each in its own transaction."""
+
+    sessions: sessionmaker[Session]
+    clock: Clock = utcnow
+
+    def add_coach(
+        self,
+        *,
+        coach_id: str,
+        name: str,
+        email: str,
+        timezone: str = "UTC",
+        digest: str = "daily",
+        digest_hour: int = 7,
+    ) -> Coach:
+        if digest not in DIGEST_CHOICES:
+            raise RegistryError(f"digest must be one of {', '.join(DIGEST_CHOICES)}")
+        if not 0 <= digest_hour <= 23:
+            raise RegistryError("digest hour must be between 0 and 23")
+        coach = Coach(
+            id=check_id(coach_id, "coach id"),
+            name=check_name(name),
+            email=check_email(email),
+            timezone=check_timezone(timezone),
+            digest=digest,
+            digest_hour=digest_hour,
+            created_at=self.clock(),
+        )
+        with self.sessions() as session:
+            if session.get(Coach, coach.id) is not None:
+                raise RegistryError(f"coach {coach.id!r} already exists")
+            session.add(coach)
+            self._commit(session, f"coach {coach.id!r} already exists")
+        return coach
+
+    def add_athlete(
+        self,
+        *,
+        athlete_id: str,
+        name: str,
+        email: str,
+        timezone: str = "UTC",
+        coach_id: str | None = None,
+        ntfy_topic: str | None = None,
+    ) -> Athlete:
+        if ntfy_topic is not None:
+            check_id(ntfy_topic, "ntfy topic")
+        athlete = Athlete(
+            id=check_id(athlete_id, "athlete id"),
+            name=check_name(name),
+            email=check_email(email),
+            timezone=check_timezone(timezone),
+            coach_id=check_id(coach_id, "coach id") if coach_id is not None else None,
+            ntfy_topic=ntfy_topic,
+            created_at=self.clock(),
+        )
+        with self.sessions() as session:
+            if session.get(Athlete, athlete.id) is not None:
+                raise RegistryError(f"athlete {athlete.id!r} already exists")
+            if coach_id is not None and session.get(Coach, coach_id) is None:
+                raise RegistryError(f"unknown coach {coach_id!r}")
+            session.add(athlete)
+            self._commit(session, f"athlete {athlete.id!r} already exists")
+        return athlete
+
+    def add_device(self, *, athlete_id: str, device_id: str) -> Device:
+        device = Device(
+            athlete_id=check_id(athlete_id, "athlete id"),
+            id=check_id(device_id, "device id"),
+            created_at=self.clock(),
+        )
+        with self.sessions() as session:
+            if session.get(Athlete, athlete_id) is None:
+                raise RegistryError(f"unknown athlete {athlete_id!r}")
+            if session.get(Device, (athlete_id, device_id)) is not None:
+                raise RegistryError(
+                    f"device {device_id!r} is already registered to athlete {athlete_id!r}"
+                )
+            session.add(device)
+            self._commit(
+                session, f"device {device_id!r} is already registered to athlete {athlete_id!r}"
+            )
+        return device
+
+    def coaches(self) -> Sequence[Coach]:
+        with self.sessions() as session:
+            return session.scalars(select(Coach).order_by(Coach.id)).all()
+
+    def athletes(self, coach_id: str | None = None) -> Sequence[tuple[Athlete, int]]:
+        """Athletes with their number of devices, optionally only one coach's."""
+        with self.sessions() as session:
+            query = select(Athlete).order_by(Athlete.id)
+            if coach_id is not None:
+                query = query.where(Athlete.coach_id == coach_id)
+            athletes = session.scalars(query).all()
+            counts: dict[str, int] = {}
+            for device_athlete in session.scalars(select(Device.athlete_id)):
+                counts[device_athlete] = counts.get(device_athlete, 0) + 1
+            return [(athlete, counts.get(athlete.id, 0)) for athlete in athletes]
+
+    @staticmethod
+    def _commit(session: Session, duplicate_message: str) -> None:
+        try:
+            session.commit()
+        except IntegrityError:
+            # Two commands adding the same id at once: the loser sees the same message.
+            session.rollback()
+            raise RegistryError(duplicate_message) from None

@@ -1,0 +1,81 @@
+"""Service configuration, read from the environment and an optional `.env` file.
+
+Every variable of the public contract (DESIGN.md, "Configuration") is a field here. URLs may carry
+credentials; `redact_url` is the only way a URL reaches a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db.urls import redact_url as redact_url
+from ingest.topics import ID_PATTERN
+
+
+class Settings(BaseSettings):
+    """KneeGuard's configuration (environment variables prefixed `KNEEGUARD_`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KNEEGUARD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str = Field(
+        default="sqlite:///var/kneeguard.db",
+        description="SQLAlchemy URL of the database; PostgreSQL via postgresql+psycopg://.",
+    )
+    mqtt_url: str = Field(
+        default="mqtt://localhost:1883",
+        description="Broker URL: mqtt:// or mqtts:// (TLS), user and password in the URL.",
+    )
+    mqtt_client_id: str = Field(
+        default="kneeguard-ingest",
+        description="Fixed MQTT client id, so the broker keeps the persistent session.",
+    )
+    mqtt_shared_group: str | None = Field(
+        default=None,
+        description="Share the ingest subscriptions as $share/GROUP/... across replicas.",
+    )
+    topic_prefix: str = Field(
+        default="kneeguard/v1", description="Topic prefix of every KneeGuard topic."
+    )
+    smtp_url: str = Field(
+        default="smtp://localhost:25",
+        description="SMTP server: smtp://, smtps:// or ?starttls=true; credentials in the URL.",
+    )
+    mail_from: str = Field(
+        default="KneeGuard <kneeguard@localhost>", description="From address of every email."
+    )
+    ntfy_url: str | None = Field(
+        default=None, description="ntfy server for push alerts; unset disables push."
+    )
+    log_level: str = Field(default="INFO", description="Log level of the service.")
+    ingest_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Most messages committed in one transaction."
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_has_no_wildcards(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value or any(ch in value for ch in "+#\x00"):
+            raise ValueError("must be a non-empty topic without + or #")
+        return value
+
+    @field_validator("mqtt_client_id")
+    @classmethod
+    def _client_id_is_plain(cls, value: str) -> str:
+        if not value or len(value) > 128:
+            raise ValueError("must be 1 to 128 characters")
+        return value
+
+    @field_validator("mqtt_shared_group")
+    @classmethod
+    def _group_is_an_id(cls, value: str | None) -> str | None:
+        if value is not None and not ID_PATTERN.fullmatch(value):
+            raise ValueError("must match [A-Za-z0-9_-]{1,64}")
+        return value
