@@ -68,7 +68,12 @@ class Invalid:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{e.loc}: {e.msg}" if e.loc else e.msg for e in self.errors)
+        return describe_errors(self.errors)
+
+
+def describe_errors(errors: tuple[WireError, ...]) -> str:
+    """The errors as one line: `body.pain_score: ...; header.uuid: ...`."""
+    return "; ".join(f"{e.loc}: {e.msg}" if e.loc else e.msg for e in errors)
 
 
 def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
@@ -99,7 +104,7 @@ def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
         parsed = model.model_validate_json(text)
     except ValidationError as exc:
         return _invalid(device, text, exc)
-    if "\x00" in text:
+    if "\\u0000" in text:
         nul = _first_nul_error(parsed)
         if nul is not None:
             return Invalid(device, parsed.header.uuid.lower(), (nul,))

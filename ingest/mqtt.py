@@ -12,6 +12,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,7 +21,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.messages import Inbound
-from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def utcnow() -> datetime:
 # CONNACK reason codes after which retrying cannot help (paho maps MQTT 3.1.1 codes onto these).
 _FATAL_CONNACK = {
     133: "the broker refused the client id",
-    134: "the broker refused the user name or password",
-    135: "the broker refused the connection: not authorized",
+    134: "the broker refused the credentials (bad user name or password)",
+    135: "the broker refused the credentials (not authorized)",
     140: "the broker refused the authentication method",
 }
 
@@ -238,9 +238,7 @@ class MqttConnection:
     ) -> None:
         self.ready.clear()
         if reason_code.is_failure and self.fatal_error is None:
-            log.warning(
-                "lost the broker connection (%s); reconnecting with backoff", reason_code
-            )
+            log.warning("lost the broker connection (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

@@ -28,6 +28,7 @@ from ingest.messages import (
     WireError,
     ack_payload,
     decode,
+    describe_errors,
     truncate_payload,
 )
 from ingest.topics import DeviceTopic, Kind, Topics
@@ -184,7 +185,10 @@ class Writer:
                         return None
                     outcomes.extend(single)
                     continue
-                log.exception("database refused a message on %s", message.topic[:200])
+                # The exception text holds the row's values: health data stays out of the log.
+                log.error(
+                    "database refused a message on %s: %s", message.topic[:200], type(exc).__name__
+                )
                 outcomes.append(self._store_refused(message, exc))
         return outcomes
 
@@ -324,7 +328,7 @@ class Writer:
                 log.warning(
                     "rejected message on %s: %s",
                     outcome.message.topic[:200],
-                    "; ".join(f"{e.loc}: {e.msg}" for e in outcome.errors)[:300],
+                    describe_errors(outcome.errors)[:300],
                 )
                 log.debug("rejected payload (truncated): %r", outcome.message.payload[:200])
             self.broker.ack(outcome.message.mid, outcome.message.qos)

@@ -34,7 +34,7 @@ class Signal:
 
 @dataclass
 class Events:
-    """"run stored" and "check-in stored", fired after the rows are committed."""
+    """ "run stored" and "check-in stored", fired after the rows are committed."""
 
     run_stored: Signal = field(default_factory=lambda: Signal("run stored"))
     checkin_stored: Signal = field(default_factory=lambda: Signal("check-in stored"))

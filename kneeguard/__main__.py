@@ -1,0 +1,3 @@
+from kneeguard.cli import main
+
+main()

@@ -1,0 +1,316 @@
+"""Real parts for the tests: a mosquitto on a free port with the deploy config, device clients,
+payload builders and database helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from copy import deepcopy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+SERVICE_USER = "kneeguard"
+SERVICE_PASSWORD = "service-secret-7f3a"
+TEST_USER = "tester"
+TEST_PASSWORD = "tester-secret-91c2"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    """A server a test needs is missing: fail under CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# --- broker ---------------------------------------------------------------------------------
+
+
+def deploy_config(
+    port: int,
+    data_dir: Path,
+    password_file: Path,
+    acl_file: Path,
+    extra: str = "",
+) -> str:
+    """The shipped mosquitto.conf with listener, paths and logging pointed at the test's own."""
+    replaced = {
+        "persistence_location": f"persistence_location {data_dir}/",
+        "password_file": f"password_file {password_file}",
+        "acl_file": f"acl_file {acl_file}",
+        "listener": f"listener {port} 127.0.0.1",
+        "log_dest": f"log_dest file {data_dir / 'mosquitto.log'}",
+    }
+    lines = []
+    for line in DEPLOY_CONF.read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        if key in replaced:
+            lines.append(replaced.pop(key))
+        else:
+            lines.append(line)
+    if os.geteuid() == 0:
+        # As root mosquitto drops to the mosquitto user, who cannot read the test's files.
+        lines.append("user root")
+    return "\n".join(lines) + "\n" + extra
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto process running the deploy config on a free port."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    acl_extra: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{SERVICE_USER}:{SERVICE_PASSWORD}@127.0.0.1:{self.port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.workdir / "passwd"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.workdir / "acl"
+
+    def prepare(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            missing("mosquitto is not installed")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.password_file.unlink(missing_ok=True)
+        self.password_file.touch()
+        for user, password in ((SERVICE_USER, SERVICE_PASSWORD), (TEST_USER, TEST_PASSWORD)):
+            self.add_user(user, password)
+        acl = (ROOT / "deploy" / "mosquitto" / "acl").read_text()
+        acl += f"\nuser {TEST_USER}\ntopic readwrite #\n{self.acl_extra}\n"
+        self.acl_file.write_text(acl)
+        conf = deploy_config(self.port, self.workdir, self.password_file, self.acl_file)
+        (self.workdir / "mosquitto.conf").write_text(conf)
+
+    def add_user(self, user: str, password: str) -> None:
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(self.password_file), user, password],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        if self.process is None and not (self.workdir / "mosquitto.conf").exists():
+            self.prepare()
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.workdir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if not wait_until(self._listening, 10):
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start: {self.log()[-2000:]}")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def log(self) -> str:
+        path = self.workdir / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+# --- device-side client ---------------------------------------------------------------------
+
+
+class DeviceClient:
+    """A device (or an app) on the broker: publishes and collects what it receives."""
+
+    def __init__(
+        self,
+        port: int,
+        username: str = TEST_USER,
+        password: str = TEST_PASSWORD,
+        subscribe: tuple[str, ...] = (),
+        client_id: str | None = None,
+    ) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._connected = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-{uuidlib.uuid4().hex[:12]}",
+        )
+        self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self._subscriptions = subscribe
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            raise RuntimeError("test client could not connect")
+        if subscribe and not self._subscribed.wait(10):
+            raise RuntimeError("test client could not subscribe")
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        if self._subscriptions:
+            client.subscribe([(t, 1) for t in self._subscriptions])
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.received.append((msg.topic, bytes(msg.payload)))
+
+    def publish(self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1) -> None:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        info = self.client.publish(topic, payload, qos=qos)
+        info.wait_for_publish(10)
+
+    def publish_many(self, items: list[tuple[str, bytes]], qos: int = 1) -> None:
+        infos = [self.client.publish(topic, payload, qos=qos) for topic, payload in items]
+        for info in infos:
+            info.wait_for_publish(60)
+
+    def acks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p in self.received if t.endswith("/ack")]
+
+    def ack_for(self, uuid: str | None, timeout: float = 10) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def check() -> bool:
+            found[:] = [a for a in self.acks() if a.get("uuid") == uuid]
+            return bool(found)
+
+        if not wait_until(check, timeout):
+            raise AssertionError(f"no ack for {uuid} within {timeout}s; got {self.acks()[-5:]}")
+        return found[-1]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+RUN_TEMPLATE: dict[str, Any] = {
+    "header": {
+        "uuid": "",
+        "schema_id": {"namespace": "ieee", "name": "physical-activity", "version": "1.0"},
+        "source_creation_date_time": "2026-11-02T08:00:00+01:00",
+        "modality": "sensed",
+        "acquisition_provenance": {"source_name": "TestWatch 3", "source_data_point_id": "r-1"},
+    },
+    "body": {
+        "activity_name": "running",
+        "effective_time_frame": {
+            "time_interval": {
+                "start_date_time": "2026-11-02T07:00:00+01:00",
+                "end_date_time": "2026-11-02T07:50:00+01:00",
+            }
+        },
+        "distance": {"value": 10.0, "unit": "km"},
+        "duration": {"value": 48, "unit": "min"},
+        "cumulative_elevation_gain": {"value": 120, "unit": "m"},
+        "average_cadence": {"value": 172, "unit": "steps/min"},
+        "heart_rate": {"average": 148, "maximum": 171},
+        "perceived_exertion": 4,
+        "running_dynamics": {
+            "ground_contact_time_ms": 245,
+            "vertical_oscillation_mm": 82,
+            "step_length_mm": 1150,
+            "power_w": 260,
+        },
+    },
+}
+
+CHECKIN_TEMPLATE: dict[str, Any] = {
+    "header": {
+        "uuid": "",
+        "schema_id": {"namespace": "kneeguard", "name": "knee-checkin", "version": "1.0"},
+        "source_creation_date_time": "2026-11-02T08:05:00+01:00",
+        "modality": "self-reported",
+    },
+    "body": {
+        "effective_time_frame": {"date_time": "2026-11-02T08:00:00+01:00"},
+        "context": "post_run",
+        "pain_score": 2,
+        "pain_sites": [{"side": "left", "aspect": "anterior"}],
+        "symptoms": {"swelling": False},
+        "note": "a little sore on the stairs",
+    },
+}
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def run_payload(**body: Any) -> dict[str, Any]:
+    payload = deepcopy(RUN_TEMPLATE)
+    payload["header"]["uuid"] = new_uuid()
+    payload["body"].update(body)
+    return payload
+
+
+def checkin_payload(**body: Any) -> dict[str, Any]:
+    payload = deepcopy(CHECKIN_TEMPLATE)
+    payload["header"]["uuid"] = new_uuid()
+    payload["body"].update(body)
+    return payload
+
+
+@contextmanager
+def device_client(port: int, prefix: str = "kneeguard/v1") -> Iterator[DeviceClient]:
+    client = DeviceClient(port, subscribe=(f"{prefix}/+/+/ack",))
+    try:
+        yield client
+    finally:
+        client.close()

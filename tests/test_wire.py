@@ -1,0 +1,219 @@
+"""Wire schemas and decoding as pure logic: hypothesis explores the payload space."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from db.urls import redact_url
+from ingest.messages import MAX_PAYLOAD, Inbound, Invalid, Valid, ack_payload, decode
+from ingest.topics import Kind, TopicError, Topics
+from ingest.units import to_metres, to_seconds
+from tests.support import checkin_payload, run_payload
+
+TOPICS = Topics("kneeguard/v1")
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+RUN = "kneeguard/v1/ann/watch/run"
+CHECKIN = "kneeguard/v1/ann/watch/checkin"
+
+
+def inbound(topic: str, payload: bytes | dict[str, Any]) -> Inbound:
+    raw = json.dumps(payload).encode() if isinstance(payload, dict) else payload
+    return Inbound(topic, raw, 1, 1, NOW)
+
+
+offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
+instants = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
+)
+finite = st.floats(min_value=0, max_value=1e5, allow_nan=False, allow_infinity=False)
+
+
+@given(
+    value=finite,
+    unit=st.sampled_from(["m", "km", "mi"]),
+    start=instants,
+    minutes=st.floats(min_value=0.01, max_value=600),
+)
+def test_any_valid_run_is_stored_in_metres_utc_and_seconds(
+    value: float, unit: str, start: datetime, minutes: float
+) -> None:
+    end = start + timedelta(minutes=minutes)
+    payload = run_payload(
+        distance={"value": value, "unit": unit},
+        effective_time_frame={
+            "time_interval": {
+                "start_date_time": start.isoformat(),
+                "end_date_time": end.isoformat(),
+            }
+        },
+    )
+    del payload["body"]["duration"]
+    result = decode(TOPICS, inbound(RUN, payload))
+    assert isinstance(result, Valid), result
+    row = result.row
+    assert row["distance_m"] == pytest.approx(to_metres(value, unit))
+    assert row["start_time"].utcoffset() == timedelta(0)
+    assert row["start_time"] == start
+    assert row["duration_s"] == pytest.approx((end - start).total_seconds())
+    assert result.uuid == payload["header"]["uuid"]
+
+
+@given(pain=st.integers(min_value=0, max_value=10), when=instants)
+def test_any_valid_checkin_keeps_its_score_and_instant(pain: int, when: datetime) -> None:
+    payload = checkin_payload(pain_score=pain, effective_time_frame={"date_time": when.isoformat()})
+    result = decode(TOPICS, inbound(CHECKIN, payload))
+    assert isinstance(result, Valid)
+    assert result.row["pain_score"] == pain
+    assert result.row["recorded_at"] == when
+
+
+@given(pain=st.one_of(st.integers().filter(lambda n: not 0 <= n <= 10), st.floats(), st.text()))
+def test_pain_outside_0_to_10_or_not_an_integer_is_rejected(pain: Any) -> None:
+    payload = checkin_payload()
+    payload["body"]["pain_score"] = pain
+    raw = json.dumps(payload, allow_nan=True).encode()
+    result = decode(TOPICS, inbound(CHECKIN, raw))
+    assert isinstance(result, Invalid)
+    assert any(e.loc == "body.pain_score" for e in result.errors)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutate(base: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    node: Any = base
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return base
+
+
+RUN_PATHS = [
+    ["header", "uuid"],
+    ["header", "source_creation_date_time"],
+    ["header", "schema_id"],
+    ["header", "modality"],
+    ["body", "distance"],
+    ["body", "distance", "value"],
+    ["body", "distance", "unit"],
+    ["body", "duration"],
+    ["body", "effective_time_frame"],
+    ["body", "effective_time_frame", "time_interval", "end_date_time"],
+    ["body", "heart_rate"],
+    ["body", "average_cadence"],
+    ["body", "perceived_exertion"],
+    ["body", "running_dynamics", "power_w"],
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(RUN_PATHS), value=json_values)
+def test_a_wrong_value_anywhere_is_rejected_with_a_location_or_stored_sanely(
+    path: list[str], value: Any
+) -> None:
+    payload = _mutate(run_payload(), path, value)
+    result = decode(TOPICS, inbound(RUN, payload))
+    if isinstance(result, Invalid):
+        assert result.errors
+        assert all(e.msg for e in result.errors)
+        assert result.device is not None
+        json.loads(ack_payload(result.uuid, "rejected", result.errors))
+    else:
+        row = result.row
+        for key in ("distance_m", "duration_s", "cadence_spm", "hr_avg_bpm", "rpe", "power_w"):
+            if row[key] is not None:
+                assert math.isfinite(row[key]) and row[key] >= 0
+
+
+@settings(max_examples=300)
+@given(raw=st.binary(max_size=300))
+def test_raw_bytes_never_raise(raw: bytes) -> None:
+    result = decode(TOPICS, inbound(CHECKIN, raw))
+    assert isinstance(result, Invalid | Valid)
+
+
+@given(extra=st.dictionaries(st.text(min_size=1, max_size=12), json_values, max_size=5))
+def test_unknown_fields_are_ignored(extra: dict[str, Any]) -> None:
+    payload = checkin_payload()
+    known = set(payload) | set(payload["header"]) | set(payload["body"])
+    extra = {k: v for k, v in extra.items() if k not in known}
+    payload.update(extra)
+    payload["body"].update(extra)
+    payload["header"].update(extra)
+    assert isinstance(decode(TOPICS, inbound(CHECKIN, payload)), Valid)
+
+
+def test_payload_limit_is_exact() -> None:
+    payload = run_payload()
+    raw = json.dumps(payload).encode()
+    padded = raw[:-1] + b', "pad": "' + b"x" * (MAX_PAYLOAD - len(raw) - 11) + b'"}'
+    assert len(padded) == MAX_PAYLOAD
+    assert isinstance(decode(TOPICS, inbound(RUN, padded)), Valid)
+    over = padded[:-2] + b'x"}'
+    assert isinstance(decode(TOPICS, inbound(RUN, over)), Invalid)
+
+
+@given(
+    athlete=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    device=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    kind=st.sampled_from(list(Kind)),
+)
+def test_topics_round_trip(athlete: str, device: str, kind: Kind) -> None:
+    parsed = TOPICS.parse(TOPICS.inbound(athlete, device, kind))
+    assert (parsed.athlete_id, parsed.device_id, parsed.kind) == (athlete, device, kind)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "other/v1/ann/watch/run",
+        "kneeguard/v1/ann/run",
+        "kneeguard/v1/ann/watch/run/extra",
+        "kneeguard/v1/ann/watch/ack",
+        "kneeguard/v1/an n/watch/run",
+        "kneeguard/v1/ann/" + "w" * 65 + "/run",
+    ],
+)
+def test_malformed_topics_are_refused(topic: str) -> None:
+    with pytest.raises(TopicError):
+        TOPICS.parse(topic)
+
+
+def test_units_convert_exactly() -> None:
+    assert to_metres(1, "mi") == 1609.344
+    assert to_metres(1000, "ft") == pytest.approx(304.8)
+    assert to_metres(5, "km") == 5000
+    assert to_seconds(1.5, "h") == 5400
+    assert to_seconds(42, "min") == 2520
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://kg:s3cret@db:5432/kg", "postgresql+psycopg://kg:***@db:5432/kg"),
+        ("mqtts://dev:p%40ss@broker:8883", "mqtts://dev:***@broker:8883"),
+        ("smtp://mail:25", "smtp://mail:25"),
+        ("sqlite:///var/kneeguard.db", "sqlite:///var/kneeguard.db"),
+    ],
+)
+def test_urls_are_shown_without_passwords(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
