@@ -1,0 +1,313 @@
+"""Rules against the real database and broker: red flags at ingest, the sweep, the lifecycle,
+prompts and the alert commands."""
+
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from db.models import Alert, AlertEvent, Checkin, Prompt, Run
+from kneeguard.service import Service
+from kneeguard.settings import Settings
+from rules.config import RulesConfig
+from rules.engine import RuleEngine
+from tests.support import DeviceClient, Mosquitto, checkin_payload, device_client, wait_until
+from tests.test_cli import kneeguard
+from tests.test_ingest import CHECKIN_TOPIC, PREFIX, register
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def add_run(engine: Engine, start: datetime, km: float, minutes: float = 50, **extra: Any) -> int:
+    row = {
+        "uuid": str(uuidlib.uuid4()),
+        "athlete_id": "ann",
+        "device_id": "watch",
+        "start_time": start,
+        "end_time": start + timedelta(minutes=minutes),
+        "distance_m": km * 1000,
+        "duration_s": minutes * 60,
+        "source_created_at": start,
+        "received_at": start,
+        **extra,
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(Run).returning(Run.id), [row]).scalar_one())
+
+
+def add_checkin(
+    engine: Engine, at: datetime, pain: int, context: str = "post_run", **extra: Any
+) -> int:
+    row = {
+        "uuid": str(uuidlib.uuid4()),
+        "athlete_id": "ann",
+        "device_id": "watch",
+        "recorded_at": at,
+        "context": context,
+        "pain_score": pain,
+        "pain_sites": [],
+        "source_created_at": at,
+        "received_at": at,
+        **extra,
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(Checkin).returning(Checkin.id), [row]).scalar_one())
+
+
+def alerts(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Alert).order_by(Alert.id)))
+
+
+def events(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [
+            (r.alert_id, r.kind) for r in conn.execute(select(AlertEvent).order_by(AlertEvent.id))
+        ]
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    register(engine)
+    return engine
+
+
+def base_weeks(engine: Engine, weeks: int = 6) -> None:
+    """Six steady weeks: 8 km on Mon/Wed/Fri and a 14 km long run on Sunday."""
+    start = NOW - timedelta(weeks=weeks)
+    for day in range(weeks * 7):
+        when = (start + timedelta(days=day)).replace(hour=7)
+        weekday = when.weekday()
+        if weekday in (0, 2, 4):
+            add_run(engine, when, 8, 45)
+        elif weekday == 6:
+            add_run(engine, when, 14, 80)
+
+
+# --- red flags at ingest ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def live(db: Engine, db_url: str, broker: Mosquitto) -> Iterator[tuple[Engine, DeviceClient]]:
+    settings = Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None)
+    service = Service(settings, db, only="ingest")
+    service.start()
+    assert service.connection.ready.wait(10)
+    with device_client(broker.port) as device:
+        yield db, device
+    service.stop()
+
+
+def test_a_locked_knee_opens_an_urgent_alert_at_ingest_without_a_sweep(
+    live: tuple[Engine, DeviceClient],
+) -> None:
+    engine, device = live
+    payload = checkin_payload(pain_score=6, symptoms={"locking": True})
+    device.publish(CHECKIN_TOPIC, payload)
+    assert device.ack_for(payload["header"]["uuid"])["status"] == "accepted"
+    assert wait_until(lambda: len(alerts(engine)) >= 1, 5)
+    rows = alerts(engine)
+    by_rule = {a.rule_id: a for a in rows}
+    locked = by_rule["redflag.locked_knee"]
+    assert (locked.severity, locked.recommendation, locked.status) == (
+        "urgent",
+        "urgent_care",
+        "open",
+    )
+    assert "not a diagnosis" in locked.message
+    assert "redflag.professional_signs" not in by_rule
+
+
+def test_a_repeated_red_flag_updates_the_open_alert(live: tuple[Engine, DeviceClient]) -> None:
+    engine, device = live
+    first = checkin_payload(symptoms={"locking": True})
+    first["body"]["effective_time_frame"]["date_time"] = "2026-11-02T08:00:00+01:00"
+    second = checkin_payload(symptoms={"locking": True})
+    second["body"]["effective_time_frame"]["date_time"] = "2026-11-03T08:00:00+01:00"
+    device.publish(CHECKIN_TOPIC, first)
+    assert wait_until(lambda: len(alerts(engine)) == 1, 5)
+    device.publish(CHECKIN_TOPIC, second)
+    assert device.ack_for(second["header"]["uuid"])["status"] == "accepted"
+    assert wait_until(
+        lambda: alerts(engine)[0].last_triggered_at == datetime(2026, 11, 3, 7, tzinfo=UTC), 5
+    )
+    assert len(alerts(engine)) == 1
+    assert [kind for _, kind in events(engine)] == ["opened"]
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+
+def test_a_long_run_spike_is_found_by_the_sweep_and_a_second_sweep_changes_nothing(
+    db: Engine,
+) -> None:
+    base_weeks(db)
+    add_run(db, NOW - timedelta(days=1), 21, 120)  # 21 km against a 14 km longest: 1.5x
+    rules = RuleEngine(db, RulesConfig())
+    first = rules.sweep(NOW)
+    assert first.opened >= 1
+    spike = {a.rule_id: a for a in alerts(db)}["load.single_run_spike"]
+    assert (spike.severity, spike.recommendation) == ("warning", "reduce_load")
+    snapshot = [(a.id, a.status, a.updated_at, a.last_triggered_at) for a in alerts(db)]
+    second = rules.sweep(NOW + timedelta(minutes=5))
+    assert (second.opened, second.raised, second.resolved) == (0, 0, 0)
+    assert [(a.id, a.status, a.updated_at, a.last_triggered_at) for a in alerts(db)] == snapshot
+
+
+def test_pain_after_the_spike_raises_the_alert_to_rest(db: Engine) -> None:
+    base_weeks(db)
+    spike_at = NOW - timedelta(days=1)
+    add_run(db, spike_at, 16.5, 95)  # 16.5 / 14 = 1.18: info
+    rules = RuleEngine(db, RulesConfig())
+    rules.sweep(NOW)
+    assert {a.rule_id: a.severity for a in alerts(db)}["load.single_run_spike"] == "info"
+    add_checkin(db, spike_at + timedelta(hours=3), pain=4)
+    result = rules.sweep(NOW + timedelta(hours=1))
+    assert result.raised == 1
+    spike = {a.rule_id: a for a in alerts(db)}["load.single_run_spike"]
+    assert (spike.severity, spike.recommendation) == ("warning", "rest")
+    assert [kind for _, kind in events(db) if _ == spike.id] == ["opened", "raised"]
+
+
+def test_the_sweep_rechecks_recent_checkins_missed_by_a_crash(db: Engine) -> None:
+    add_checkin(db, NOW - timedelta(hours=2), pain=3, swelling=True, fever=True)
+    RuleEngine(db, RulesConfig()).sweep(NOW)
+    assert [a.rule_id for a in alerts(db)] == ["redflag.infection_signs"]
+
+
+def test_alerts_resolve_after_seven_quiet_days_and_can_open_again(db: Engine) -> None:
+    add_checkin(db, NOW - timedelta(hours=1), pain=2, giving_way=True)
+    rules = RuleEngine(db, RulesConfig())
+    rules.sweep(NOW)
+    (alert,) = alerts(db)
+    assert alert.rule_id == "redflag.professional_signs"
+    assert rules.sweep(NOW + timedelta(days=6, hours=22)).resolved == 0
+    assert rules.sweep(NOW + timedelta(days=7)).resolved == 1
+    (alert,) = alerts(db)
+    assert alert.status == "resolved"
+    # the old check-in never reopens it; a new one opens a new alert
+    assert rules.sweep(NOW + timedelta(days=7, hours=1)).opened == 0
+    add_checkin(db, NOW + timedelta(days=8), pain=2, giving_way=True)
+    assert rules.sweep(NOW + timedelta(days=8, hours=1)).opened == 1
+    assert [a.status for a in alerts(db)] == ["resolved", "open"]
+
+
+# --- prompts ----------------------------------------------------------------------------------
+
+
+def test_one_checkin_prompt_per_run(db: Engine, broker: Mosquitto) -> None:
+    quiet = add_run(db, NOW - timedelta(hours=4), 10)
+    answered_start = NOW - timedelta(hours=5)
+    add_run(db, answered_start, 8)
+    add_checkin(db, answered_start + timedelta(minutes=55), pain=1)
+    add_run(db, NOW - timedelta(hours=1), 6)  # not yet due
+    rules = RuleEngine(db, RulesConfig())
+    app = DeviceClient(broker.port, subscribe=(f"{PREFIX}/+/+/prompt",))
+    publisher = DeviceClient(broker.port)
+    try:
+        assert rules.send_prompts(NOW, publisher.publish, PREFIX) == 1
+        assert rules.send_prompts(NOW + timedelta(minutes=5), publisher.publish, PREFIX) == 0
+        assert wait_until(lambda: len(app.received) == 1, 5)
+        topic, raw = app.received[0]
+        assert topic == f"{PREFIX}/ann/watch/prompt"
+        prompt = json.loads(raw)
+        with db.connect() as conn:
+            run_uuid = conn.execute(select(Run.uuid).where(Run.id == quiet)).scalar_one()
+            assert conn.execute(select(func.count()).select_from(Prompt)).scalar_one() == 1
+        assert prompt["run_uuid"] == run_uuid
+        assert "10.0 km" in prompt["message"]
+    finally:
+        app.close()
+        publisher.close()
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def test_rules_run_as_of_an_instant_and_alert_commands(db: Engine, db_url: str) -> None:
+    add_checkin(db, NOW - timedelta(hours=1), pain=7)
+    result = kneeguard(db_url, "rules", "run", "--now", NOW.isoformat())
+    assert result.returncode == 0, result.stderr
+    assert "1 alerts opened" in result.stdout
+    listed = json.loads(kneeguard(db_url, "alerts", "list", "--json").stdout)
+    assert [a["rule_id"] for a in listed] == ["pain.high"]
+    alert = listed[0]
+    for key in ("id", "athlete_id", "rule_id", "severity", "recommendation", "status",
+                "opened_at", "last_triggered_at", "message"):  # fmt: skip
+        assert key in alert
+    assert (alert["severity"], alert["recommendation"]) == ("warning", "rest")
+    acked = kneeguard(db_url, "alerts", "ack", str(alert["id"]), "--by", "Cora Coach")
+    assert acked.returncode == 0 and "acknowledged by Cora Coach" in acked.stdout
+    assert json.loads(kneeguard(db_url, "alerts", "list", "--json").stdout) == []
+    mine = json.loads(
+        kneeguard(db_url, "alerts", "list", "--athlete", "ann", "--status", "all", "--json").stdout
+    )
+    assert mine[0]["status"] == "acknowledged" and mine[0]["acknowledged_by"] == "Cora Coach"
+    table = kneeguard(db_url, "alerts", "list", "--status", "acknowledged").stdout
+    assert "pain.high" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alerts", "ack", "999"], "unknown alert 999"),
+        (["alerts", "ack", "abc"], "'abc' is not a valid integer"),
+        (["alerts", "list", "--status", "closed"], "'closed' is not one of"),
+        (["rules", "run", "--now", "tomorrow"], "--now must be an ISO 8601 instant"),
+        (["rules", "run", "--now", "2026-11-20T12:00:00"], "--now needs a UTC offset"),
+    ],
+)
+def test_alert_command_errors(db: Engine, db_url: str, args: list[str], message: str) -> None:
+    result = kneeguard(db_url, *args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_service_schedules_the_sweep_and_the_prompts(
+    db: Engine, db_url: str, broker: Mosquitto
+) -> None:
+    now = datetime.now(UTC)
+    add_checkin(db, now - timedelta(hours=1), 2, "daily", locking=True)  # stored, not evaluated
+    add_run(db, now - timedelta(hours=5), 12)
+    settings = Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None)
+    app = DeviceClient(broker.port, subscribe=(f"{PREFIX}/+/+/prompt",))
+    service = Service(settings, db, first_run_delay=timedelta(0))
+    assert service.scheduler is not None
+    jobs = {job.id: job for job in service.scheduler.get_jobs()}
+    assert set(jobs) == {"rule-sweep", "checkin-prompts", "escalation", "coach-digests"}
+    assert jobs["rule-sweep"].trigger.interval == timedelta(minutes=60)
+    service.start()
+    try:
+        assert wait_until(lambda: [a.rule_id for a in alerts(db)] == ["redflag.locked_knee"], 10)
+        assert wait_until(lambda: len(app.received) == 1, 10)
+    finally:
+        service.stop()
+        app.close()
+
+
+def test_only_ingest_runs_no_scheduler(db: Engine, db_url: str, broker: Mosquitto) -> None:
+    settings = Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None)
+    assert Service(settings, db, only="ingest").scheduler is None
+
+
+def test_a_rules_file_with_a_typo_or_bad_value_stops_start_up(
+    db: Engine, db_url: str, tmp_path: Any
+) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[rules."load.acwr"]\ntreshold = 1.4\n')
+    result = kneeguard(db_url, "rules", "run", KNEEGUARD_RULES_FILE=str(typo))
+    assert result.returncode == 2
+    assert "rules.load.acwr.treshold" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[rules."pain.high"]\nmax_post_run_pain = 42\n')
+    result = kneeguard(db_url, "run", KNEEGUARD_RULES_FILE=str(bad))
+    assert result.returncode == 2
+    assert "rules.pain.high.max_post_run_pain" in result.stderr and "42" in result.stderr
+    assert alerts(db) == []
