@@ -18,6 +18,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -48,6 +50,10 @@ class Coach(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(8), default="daily")
     digest_hour: Mapped[int] = mapped_column(SmallInteger, default=7)
+    channels: Mapped[str] = mapped_column(String(64), default="email")
+    quiet_hours: Mapped[str | None] = mapped_column(String(11), default="22:00-07:00")
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    webhook_secret: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     athletes: Mapped[list[Athlete]] = relationship(back_populates="coach")
@@ -69,6 +75,8 @@ class Athlete(Base):
         ForeignKey("coaches.id", ondelete="SET NULL"), index=True
     )
     ntfy_topic: Mapped[str | None] = mapped_column(String(64))
+    channels: Mapped[str] = mapped_column(String(64), default="email,push,inapp")
+    quiet_hours: Mapped[str | None] = mapped_column(String(11), default="22:00-07:00")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     coach: Mapped[Coach | None] = relationship(back_populates="athletes")
@@ -119,7 +127,10 @@ class Run(Base):
     source_created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_runs_athlete_start", "athlete_id", "start_time"),)
+    __table_args__ = (
+        Index("ix_runs_athlete_start", "athlete_id", "start_time"),
+        Index("ix_runs_end", "end_time"),
+    )
 
 
 class Checkin(Base):
@@ -179,3 +190,129 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     payload_size: Mapped[int] = mapped_column(Integer)
+
+
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+
+
+class Alert(Base):
+    """One problem of one athlete, per rule: opened, updated while it recurs, then resolved."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    athlete_id: Mapped[str] = mapped_column(ForeignKey("athletes.id", ondelete="CASCADE"))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(8))
+    recommendation: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_triggered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        # At most one unresolved alert per athlete and rule, even with two writers at once.
+        Index(
+            "uq_alerts_active",
+            "athlete_id",
+            "rule_id",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+        Index("ix_alerts_status_triggered", "status", "last_triggered_at"),
+        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status"),
+        CheckConstraint("severity IN ('info', 'warning', 'urgent')", name="severity"),
+    )
+
+
+class AlertEvent(Base):
+    """What happened to an alert and when: the history digests and deliveries read."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # opened | raised | acknowledged | resolved
+    severity: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    detail: Mapped[str | None] = mapped_column(String(200))
+
+
+class Prompt(Base):
+    """The one check-in prompt a run may get."""
+
+    __tablename__ = "prompts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Digest(Base):
+    """A coach's digest for one period, claimed once: the unique key stops a second sender."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    coach_id: Mapped[str] = mapped_column(ForeignKey("coaches.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(8))  # daily | weekly
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    subject: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("coach_id", "period_end", name="uq_digests_coach_period"),)
+
+
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "dead")
+
+
+class Delivery(Base):
+    """The outbox: one row per (alert or digest, recipient, channel, reason).
+
+    Written in the same transaction as the alert or digest it delivers; a worker claims due
+    rows, records `sending`, then `sent` or `failed` with the next attempt, or `dead` after
+    24 hours of failures. `dedup_key` makes enqueueing the same notice twice a no-op.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    alert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(16))  # opened | raised | escalation | digest
+    recipient_kind: Mapped[str] = mapped_column(String(8))  # athlete | coach
+    recipient_id: Mapped[str] = mapped_column(String(ID_LEN))
+    athlete_id: Mapped[str | None] = mapped_column(String(ID_LEN), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # email | push | inapp | webhook
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "due_at"),
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed', 'dead')", name="status"
+        ),
+    )

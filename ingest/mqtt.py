@@ -160,6 +160,17 @@ class MqttConnection:
         with self._publish_lock:
             self._last_publish = info
 
+    def publish_confirmed(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK; raise if it does not come."""
+        if not self.ready.is_set():
+            raise ConnectionError("not connected to the broker")
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise TimeoutError(f"no PUBACK from the broker within {timeout:.0f} s")
+
     def ack(self, mid: int, qos: int) -> None:
         if qos > 0:
             self._client.ack(mid, qos)

@@ -10,20 +10,26 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
 from db.engine import DatabaseError, check_ready, describe_operational_error, make_engine
 from db.engine import session_factory as make_sessions
 from db.migrate import upgrade
+from db.models import Alert, Delivery
 from ingest.mqtt import BrokerConfigError
-from kneeguard.registry import DIGEST_CHOICES, Registry, RegistryError
+from kneeguard.clock import utcnow
+from kneeguard.registry import DIGEST_CHOICES, Registry, RegistryError, check_name
 from kneeguard.settings import Settings
+from rules.config import RulesConfig, RulesConfigError, load_rules_config
+from rules.engine import RuleEngine
+from rules.store import AlertNotFoundError, acknowledge
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -128,9 +134,22 @@ def coach() -> None:
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone name.")
 @click.option("--digest", default="daily", show_default=True, help="daily, weekly or off.")
 @click.option("--digest-hour", default=7, show_default=True, type=int, help="Local hour 0-23.")
+@click.option("--channels", default="email", show_default=True, help="email and/or webhook.")
+@click.option("--quiet-hours", default="22:00-07:00", show_default=True, help="Or 'off'.")
+@click.option("--webhook-url", default=None, help="URL receiving signed JSON alerts.")
+@click.option("--webhook-secret", default=None, help="HMAC-SHA256 key for the webhook.")
 @database_errors
 def coach_add(
-    coach_id: str, name: str, email: str, timezone: str, digest: str, digest_hour: int
+    coach_id: str,
+    name: str,
+    email: str,
+    timezone: str,
+    digest: str,
+    digest_hour: int,
+    channels: str,
+    quiet_hours: str,
+    webhook_url: str | None,
+    webhook_secret: str | None,
 ) -> None:
     """Register a coach."""
     reg = registry()
@@ -142,9 +161,32 @@ def coach_add(
             timezone=timezone,
             digest=digest,
             digest_hour=digest_hour,
+            channels=channels,
+            quiet_hours=quiet_hours,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
         )
     )
     click.echo(f"coach {added.id} added")
+
+
+@coach.command("update")
+@click.option("--id", "coach_id", required=True)
+@click.option("--name", default=None)
+@click.option("--email", default=None)
+@click.option("--timezone", default=None)
+@click.option("--digest", default=None, help="daily, weekly or off.")
+@click.option("--digest-hour", default=None, type=int)
+@click.option("--channels", default=None, help="email and/or webhook.")
+@click.option("--quiet-hours", default=None, help="22:00-07:00 or 'off'.")
+@click.option("--webhook-url", default=None)
+@click.option("--webhook-secret", default=None)
+@database_errors
+def coach_update(coach_id: str, **changes: Any) -> None:
+    """Change a coach's details and notification preferences."""
+    reg = registry()
+    registry_call(lambda: reg.update_coach(coach_id, **changes))
+    click.echo(f"coach {coach_id} updated")
 
 
 @coach.command("list")
@@ -178,6 +220,10 @@ def athlete() -> None:
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone name.")
 @click.option("--coach", "coach_id", default=None, help="Id of the athlete's coach.")
 @click.option("--ntfy-topic", default=None, help="ntfy topic for push alerts.")
+@click.option(
+    "--channels", default="email,push,inapp", show_default=True, help="Any of email,push,inapp."
+)
+@click.option("--quiet-hours", default="22:00-07:00", show_default=True, help="Or 'off'.")
 @database_errors
 def athlete_add(
     athlete_id: str,
@@ -186,6 +232,8 @@ def athlete_add(
     timezone: str,
     coach_id: str | None,
     ntfy_topic: str | None,
+    channels: str,
+    quiet_hours: str,
 ) -> None:
     """Register an athlete."""
     reg = registry()
@@ -197,9 +245,28 @@ def athlete_add(
             timezone=timezone,
             coach_id=coach_id,
             ntfy_topic=ntfy_topic,
+            channels=channels,
+            quiet_hours=quiet_hours,
         )
     )
     click.echo(f"athlete {added.id} added")
+
+
+@athlete.command("update")
+@click.option("--id", "athlete_id", required=True)
+@click.option("--name", default=None)
+@click.option("--email", default=None)
+@click.option("--timezone", default=None)
+@click.option("--coach", "coach_id", default=None)
+@click.option("--ntfy-topic", default=None)
+@click.option("--channels", default=None, help="Any of email,push,inapp.")
+@click.option("--quiet-hours", default=None, help="22:00-07:00 or 'off'.")
+@database_errors
+def athlete_update(athlete_id: str, **changes: Any) -> None:
+    """Change an athlete's details and notification preferences."""
+    reg = registry()
+    registry_call(lambda: reg.update_athlete(athlete_id, **changes))
+    click.echo(f"athlete {athlete_id} updated")
 
 
 @athlete.command("list")
@@ -240,6 +307,215 @@ def device_add(athlete_id: str, device_id: str) -> None:
     click.echo(f"  publishes to {settings.topic_prefix}/{added.athlete_id}/{added.id}/run|checkin")
 
 
+# --- rules and alerts -------------------------------------------------------------------------
+
+
+def load_rules(settings: Settings) -> RulesConfig:
+    try:
+        return load_rules_config(settings.rules_file)
+    except RulesConfigError as exc:
+        fail(str(exc), 2)
+
+
+def parse_instant(value: str | None) -> datetime:
+    if value is None:
+        return utcnow()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--now must be an ISO 8601 instant such as 2026-11-25T07:00:00Z, not {value!r}", 2)
+    if parsed.tzinfo is None:
+        fail(f"--now needs a UTC offset (for example {value}Z)", 2)
+    return parsed.astimezone(UTC)
+
+
+@cli.group()
+def rules() -> None:
+    """The rule catalog."""
+
+
+@rules.command("run")
+@click.option("--now", "now", default=None, help="Evaluate as of this ISO 8601 instant.")
+@database_errors
+def rules_run(now: str | None) -> None:
+    """Run one rule sweep, as of now or the given instant."""
+    settings = load_settings()
+    config = load_rules(settings)
+    instant = parse_instant(now)
+    engine = open_database(settings)
+    result = RuleEngine(engine, config).sweep(instant)
+    click.echo(result.summary())
+
+
+@cli.group()
+def alerts() -> None:
+    """Alerts raised by the rules."""
+
+
+@alerts.command("list")
+@click.option("--athlete", "athlete_id", default=None, help="Only this athlete's alerts.")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "acknowledged", "resolved", "all"]),
+    default="open",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@database_errors
+def alerts_list(athlete_id: str | None, status: str, as_json: bool) -> None:
+    """List alerts, newest first."""
+    engine = open_database(load_settings())
+    query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc())
+    if athlete_id is not None:
+        query = query.where(Alert.athlete_id == athlete_id)
+    if status != "all":
+        query = query.where(Alert.status == status)
+    with make_sessions(engine)() as session:
+        rows = [alert_json(alert) for alert in session.scalars(query)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = ["id", "athlete_id", "rule_id", "severity", "recommendation", "status", "opened_at"]
+    print_rows([{**r, "opened_at": r["opened_at"][:16]} for r in rows], False, columns)
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    def instant(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": alert.id,
+        "athlete_id": alert.athlete_id,
+        "rule_id": alert.rule_id,
+        "severity": alert.severity,
+        "recommendation": alert.recommendation,
+        "status": alert.status,
+        "opened_at": instant(alert.opened_at),
+        "last_triggered_at": instant(alert.last_triggered_at),
+        "acknowledged_at": instant(alert.acknowledged_at),
+        "acknowledged_by": alert.acknowledged_by,
+        "resolved_at": instant(alert.resolved_at),
+        "message": alert.message,
+        "evidence": alert.evidence,
+    }
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--by", "by", default=None, help="Who acknowledges (athlete or coach).")
+@database_errors
+def alerts_ack(alert_id: int, by: str | None) -> None:
+    """Acknowledge an alert."""
+    if by is not None and by.strip():
+        name = by
+        by = registry_call(lambda: check_name(name))
+    else:
+        by = None
+    engine = open_database(load_settings())
+    try:
+        with engine.begin() as conn:
+            status = acknowledge(conn, alert_id, by, utcnow())
+    except AlertNotFoundError:
+        fail(f"unknown alert {alert_id}", 2)
+    if status == "acknowledged":
+        click.echo(f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""))
+    else:
+        click.echo(f"alert {alert_id} is {status}; nothing to acknowledge")
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def deliveries() -> None:
+    """The outbox: every email, push, in-app message and webhook call."""
+
+
+@deliveries.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed", "dead", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@database_errors
+def deliveries_list(status: str, limit: int, as_json: bool) -> None:
+    """List deliveries, newest first."""
+    engine = open_database(load_settings())
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if status != "all":
+        query = query.where(Delivery.status == status)
+    with engine.connect() as conn:
+        rows = [
+            {
+                "id": d.id,
+                "about": f"alert {d.alert_id}" if d.alert_id else f"digest {d.digest_id}",
+                "reason": d.reason,
+                "to": f"{d.recipient_kind} {d.recipient_id}",
+                "channel": d.channel,
+                "status": d.status,
+                "attempts": d.attempts,
+                "created_at": d.created_at.isoformat(timespec="seconds"),
+                "sent_at": d.sent_at.isoformat(timespec="seconds") if d.sent_at else None,
+                "due_at": d.due_at.isoformat(timespec="seconds") if d.due_at else None,
+                "error": d.last_error,
+            }
+            for d in conn.execute(query)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    print_rows(
+        [{**r, "error": (r["error"] or "")[:60]} for r in rows],
+        False,
+        ["id", "about", "reason", "to", "channel", "status", "attempts", "created_at", "error"],
+    )
+
+
+@cli.group()
+def digest() -> None:
+    """Coach digests."""
+
+
+@digest.command("send")
+@click.option("--coach", "coach_id", default=None, help="Only this coach.")
+@click.option("--now", "force", is_flag=True, help="Send now, even if none is due.")
+@database_errors
+def digest_send(coach_id: str | None, force: bool) -> None:
+    """Send the digests that are due (or, with --now, one for every coach now)."""
+    from kneeguard.delivery import build_transports
+    from notifier.digest import send_due_digests
+    from notifier.outbox import Outbox
+
+    settings = load_settings()
+    engine = open_database(settings)
+    if coach_id is not None:
+        reg = Registry(make_sessions(engine))
+        if coach_id not in {c.id for c in reg.coaches()}:
+            fail(f"unknown coach {coach_id!r}", 2)
+    transports = build_transports(settings)
+    ids = send_due_digests(
+        engine, utcnow(), coach_id=coach_id, force=force, available_channels=tuple(transports)
+    )
+    outbox = Outbox(engine, transports, utcnow)
+    outbox.run_once()
+    with engine.connect() as conn:
+        outcome = conn.execute(
+            select(Delivery.digest_id, Delivery.channel, Delivery.status, Delivery.last_error)
+            .where(Delivery.digest_id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
+    if not ids:
+        click.echo("no digest due")
+    for digest_id, channel, status, error in outcome:
+        line = f"digest {digest_id}: {channel} {status}"
+        click.echo(line + (f" ({error})" if error else ""))
+    if any(status != "sent" for _, _, status, _ in outcome):
+        sys.exit(1)
+
+
 # --- the service ------------------------------------------------------------------------------
 
 
@@ -255,10 +531,11 @@ def run(only: str | None) -> None:
     from kneeguard.service import Service, ServiceError
 
     settings = load_settings()
+    config = load_rules(settings)
     configure_logging(settings.log_level)
     engine = open_database(settings)
     try:
-        service = Service(settings, engine)
+        service = Service(settings, engine, rules_config=config, only=only)
     except BrokerConfigError as exc:
         fail(f"invalid KNEEGUARD_MQTT_URL: {exc}", 2)
     try:

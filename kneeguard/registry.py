@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -14,6 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Athlete, Coach, Device
 from ingest.topics import ID_PATTERN
 from kneeguard.clock import Clock, utcnow
+from notifier.routing import (
+    ATHLETE_CHANNELS,
+    COACH_CHANNELS,
+    DEFAULT_QUIET_HOURS,
+    PreferenceError,
+    parse_channels,
+    parse_quiet_hours,
+)
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = re.compile(rf"[^@\s<>(),;:\"\[\]\\]{{1,64}}@{_LABEL}(?:\.{_LABEL})*")
@@ -46,11 +55,49 @@ def check_timezone(value: str) -> str:
     return value
 
 
+def check_channels(value: str, allowed: tuple[str, ...]) -> str:
+    try:
+        names = parse_channels(value, allowed)
+    except PreferenceError as exc:
+        raise RegistryError(str(exc)) from None
+    return ",".join(names)
+
+
+def check_quiet_hours(value: str | None) -> str | None:
+    try:
+        window = parse_quiet_hours(value)
+    except PreferenceError as exc:
+        raise RegistryError(str(exc)) from None
+    if window is None:
+        return None
+    return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+
+
+def check_webhook_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"https?://[^\s]{1,1990}", value):
+        raise RegistryError("webhook URL must start with http:// or https://")
+    return value
+
+
 def check_name(value: str) -> str:
     value = value.strip()
     if not value or len(value) > 200 or any(ord(ch) < 32 for ch in value):
         raise RegistryError("name must be 1 to 200 printable characters")
     return value
+
+
+def check_digest(digest: str, digest_hour: int) -> None:
+    if digest not in DIGEST_CHOICES:
+        raise RegistryError(f"digest must be one of {', '.join(DIGEST_CHOICES)}")
+    if not 0 <= digest_hour <= 23:
+        raise RegistryError("digest hour must be between 0 and 23")
+
+
+def check_webhook(coach: Coach) -> None:
+    if "webhook" in coach.channels.split(",") and not (coach.webhook_url and coach.webhook_secret):
+        raise RegistryError("the webhook channel needs --webhook-url and --webhook-secret")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +116,12 @@ class Registry:
         timezone: str = "UTC",
         digest: str = "daily",
         digest_hour: int = 7,
+        channels: str = "email",
+        quiet_hours: str | None = DEFAULT_QUIET_HOURS,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> Coach:
-        if digest not in DIGEST_CHOICES:
-            raise RegistryError(f"digest must be one of {', '.join(DIGEST_CHOICES)}")
-        if not 0 <= digest_hour <= 23:
-            raise RegistryError("digest hour must be between 0 and 23")
+        check_digest(digest, digest_hour)
         coach = Coach(
             id=check_id(coach_id, "coach id"),
             name=check_name(name),
@@ -81,8 +129,13 @@ class Registry:
             timezone=check_timezone(timezone),
             digest=digest,
             digest_hour=digest_hour,
+            channels=check_channels(channels, COACH_CHANNELS),
+            quiet_hours=check_quiet_hours(quiet_hours),
+            webhook_url=check_webhook_url(webhook_url),
+            webhook_secret=webhook_secret or None,
             created_at=self.clock(),
         )
+        check_webhook(coach)
         with self.sessions() as session:
             if session.get(Coach, coach.id) is not None:
                 raise RegistryError(f"coach {coach.id!r} already exists")
@@ -99,6 +152,8 @@ class Registry:
         timezone: str = "UTC",
         coach_id: str | None = None,
         ntfy_topic: str | None = None,
+        channels: str = "email,push,inapp",
+        quiet_hours: str | None = DEFAULT_QUIET_HOURS,
     ) -> Athlete:
         if ntfy_topic is not None:
             check_id(ntfy_topic, "ntfy topic")
@@ -109,6 +164,8 @@ class Registry:
             timezone=check_timezone(timezone),
             coach_id=check_id(coach_id, "coach id") if coach_id is not None else None,
             ntfy_topic=ntfy_topic,
+            channels=check_channels(channels, ATHLETE_CHANNELS),
+            quiet_hours=check_quiet_hours(quiet_hours),
             created_at=self.clock(),
         )
         with self.sessions() as session:
@@ -138,6 +195,57 @@ class Registry:
                 session, f"device {device_id!r} is already registered to athlete {athlete_id!r}"
             )
         return device
+
+    def update_coach(self, coach_id: str, **changes: Any) -> Coach:
+        """Change a coach's details; only the given (not None) fields change."""
+        with self.sessions() as session:
+            coach = session.get(Coach, coach_id)
+            if coach is None:
+                raise RegistryError(f"unknown coach {coach_id!r}")
+            checks: dict[str, Callable[[Any], Any]] = {
+                "name": check_name,
+                "email": check_email,
+                "timezone": check_timezone,
+                "channels": lambda v: check_channels(v, COACH_CHANNELS),
+                "quiet_hours": check_quiet_hours,
+                "webhook_url": check_webhook_url,
+                "webhook_secret": lambda v: v or None,
+                "digest": lambda v: v,
+                "digest_hour": lambda v: v,
+            }
+            self._apply(coach, checks, changes)
+            check_digest(coach.digest, coach.digest_hour)
+            check_webhook(coach)
+            session.commit()
+            return coach
+
+    def update_athlete(self, athlete_id: str, **changes: Any) -> Athlete:
+        """Change an athlete's details; only the given (not None) fields change."""
+        with self.sessions() as session:
+            athlete = session.get(Athlete, athlete_id)
+            if athlete is None:
+                raise RegistryError(f"unknown athlete {athlete_id!r}")
+            coach_id = changes.get("coach_id")
+            if coach_id and session.get(Coach, coach_id) is None:
+                raise RegistryError(f"unknown coach {coach_id!r}")
+            checks: dict[str, Callable[[Any], Any]] = {
+                "name": check_name,
+                "email": check_email,
+                "timezone": check_timezone,
+                "coach_id": lambda v: check_id(v, "coach id"),
+                "ntfy_topic": lambda v: check_id(v, "ntfy topic"),
+                "channels": lambda v: check_channels(v, ATHLETE_CHANNELS),
+                "quiet_hours": check_quiet_hours,
+            }
+            self._apply(athlete, checks, changes)
+            session.commit()
+            return athlete
+
+    @staticmethod
+    def _apply(row: Any, checks: dict[str, Callable[[Any], Any]], changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            if value is not None:
+                setattr(row, name, checks[name](value))
 
     def coaches(self) -> Sequence[Coach]:
         with self.sessions() as session:

@@ -1,4 +1,5 @@
-"""Composition root: builds the engine, the broker connection and the ingest writer, and runs them.
+"""Composition root: builds the engine, broker connection, ingest writer, rule engine and
+scheduler from `Settings`, wires "check-in stored" to the red-flag rules, and runs them.
 
 Nothing here runs at import time; `Service` is built from `Settings` and started explicitly.
 """
@@ -8,18 +9,29 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from sqlalchemy import Engine
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Connection, Engine
 
 from db.engine import check_ready, make_engine
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, MqttConnection
 from ingest.topics import Topics
-from ingest.writer import Writer
+from ingest.writer import Stored, Writer
+from kneeguard.clock import Clock, utcnow
+from kneeguard.delivery import build_transports
 from kneeguard.events import Events
 from kneeguard.settings import Settings
+from notifier.digest import send_due_digests
+from notifier.outbox import Outbox, OutboxWorker
+from notifier.routing import enqueue_alerts, escalate_due
+from rules.config import RulesConfig
+from rules.engine import RuleEngine
+from rules.store import Change
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +42,14 @@ class ServiceError(RuntimeError):
 
 @dataclass
 class Service:
-    """Ingest (and, as they arrive, the scheduler and delivery) wired together."""
+    """Ingest, rules and their schedule, wired together."""
 
     settings: Settings
     engine: Engine
+    rules_config: RulesConfig = field(default_factory=RulesConfig)
+    only: str | None = None
+    clock: Clock = utcnow
+    first_run_delay: timedelta = timedelta(seconds=5)
     events: Events = field(default_factory=Events)
     stop_requested: threading.Event = field(default_factory=threading.Event)
 
@@ -53,6 +69,19 @@ class Service:
             on_stored=self.events.dispatch,
             batch_size=self.settings.ingest_batch_size,
         )
+        self.transports = build_transports(self.settings, self.connection.publish_confirmed)
+        self.outbox = Outbox(self.engine, self.transports, self.clock)
+        self.worker = OutboxWorker(self.outbox)
+        self.rules = RuleEngine(
+            self.engine,
+            self.rules_config,
+            on_change=self._alerts_changed,
+            write_changes=self._write_deliveries,
+        )
+        self.events.checkin_stored.connect(self._checkins_stored)
+        self.scheduler: BackgroundScheduler | None = None
+        if self.only is None:
+            self.scheduler = self._build_scheduler()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
@@ -63,13 +92,99 @@ class Service:
     def _submit(self, message: Inbound) -> None:
         self.writer.submit(message)
 
+    def _checkins_stored(self, stored: Sequence[Stored]) -> None:
+        self.rules.checkins_stored([item.id for item in stored], self.clock())
+
+    def _write_deliveries(self, conn: Connection, changes: Sequence[Change], now: datetime) -> None:
+        enqueue_alerts(conn, [(c.alert_id, c.kind) for c in changes], now, tuple(self.transports))
+
+    def _alerts_changed(self, changes: Sequence[Change]) -> None:
+        # An urgent alert goes out now, not at the next poll.
+        self.worker.wake()
+
+    def escalate(self) -> None:
+        try:
+            after = timedelta(hours=self.rules_config.lifecycle.escalation_hours)
+            with self.engine.begin() as conn:
+                escalated = escalate_due(conn, self.clock(), after, tuple(self.transports))
+            if escalated:
+                log.info("escalated %d unacknowledged urgent alerts", len(escalated))
+                self.worker.wake()
+        except Exception:
+            log.exception("escalation failed; it runs again at the next interval")
+
+    def send_digests(self) -> None:
+        try:
+            sent = send_due_digests(
+                self.engine, self.clock(), available_channels=tuple(self.transports)
+            )
+            if sent:
+                log.info("%d coach digests due", len(sent))
+                self.worker.wake()
+        except Exception:
+            log.exception("digests failed; they run again at the next interval")
+
+    def _build_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 600},
+        )
+        # Soon after start, not at once: a restart right after a crash first catches up on
+        # the messages the broker held, then sweeps (which re-checks missed red flags).
+        soon = datetime.now(UTC) + self.first_run_delay
+        scheduler.add_job(
+            self.sweep,
+            "interval",
+            minutes=self.rules_config.sweep.interval_minutes,
+            next_run_time=soon,
+            id="rule-sweep",
+        )
+        scheduler.add_job(
+            self.send_prompts,
+            "interval",
+            minutes=self.settings.prompt_interval_minutes,
+            next_run_time=soon,
+            id="checkin-prompts",
+        )
+        scheduler.add_job(self.escalate, "interval", minutes=1, next_run_time=soon, id="escalation")
+        scheduler.add_job(
+            self.send_digests, "interval", minutes=5, next_run_time=soon, id="coach-digests"
+        )
+        return scheduler
+
+    def sweep(self) -> None:
+        try:
+            result = self.rules.sweep(self.clock())
+            log.info("%s", result.summary())
+        except Exception:
+            log.exception("rule sweep failed; it runs again at the next interval")
+
+    def send_prompts(self) -> None:
+        if not self.connection.ready.wait(30):
+            log.warning("no broker connection; check-in prompts wait for the next interval")
+            return
+        try:
+            sent = self.rules.send_prompts(
+                self.clock(), self.connection.publish, self.settings.topic_prefix
+            )
+            if sent:
+                log.info("sent %d check-in prompts", sent)
+        except Exception:
+            log.exception("check-in prompts failed; they run again at the next interval")
+
     def start(self) -> None:
         self.writer.start()
         self.connection.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
+            self.worker.start()
 
     def stop(self) -> None:
         """Stop taking messages, commit and acknowledge what is held, disconnect."""
         log.info("stopping: no new messages; storing what is held")
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+            self.worker.stop()
         self.connection.stop_receiving()
         if not self.writer.stop():
             log.error("could not store the held messages; the broker will redeliver them")

@@ -6,6 +6,8 @@ credentials; `redact_url` is the only way a URL reaches a log line or an error m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -56,6 +58,14 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Log level of the service.")
     ingest_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Most messages committed in one transaction."
+    )
+
+    rules_file: Path | None = Field(
+        default=None,
+        description="TOML file overriding rule thresholds; validated at start-up.",
+    )
+    prompt_interval_minutes: int = Field(
+        default=5, ge=1, le=60, description="Minutes between checks for runs owed a prompt."
     )
 
     @field_validator("topic_prefix")

@@ -314,3 +314,92 @@ def device_client(port: int, prefix: str = "kneeguard/v1") -> Iterator[DeviceCli
         yield client
     finally:
         client.close()
+
+
+# --- SMTP and HTTP servers ------------------------------------------------------------------
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free port that keeps every message it accepts.
+
+    `reply` can be set to an SMTP reply such as "550 mailbox unavailable" to refuse mail.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.port = port or free_port()
+        self.messages: list[tuple[float, Any]] = []
+        self.reply: str | None = None
+        sink = self
+
+        class Handler:
+            async def handle_DATA(  # noqa: N802 - the aiosmtpd API
+                self, server: Any, session: Any, envelope: Any
+            ) -> str:
+                if sink.reply is not None:
+                    return sink.reply
+                from email import message_from_bytes, policy
+
+                parsed = message_from_bytes(envelope.content, policy=policy.default)
+                sink.messages.append((time.monotonic(), parsed))
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def to(self, address: str) -> list[Any]:
+        return [m for _, m in self.messages if address in str(m["To"])]
+
+
+class HttpSink:
+    """A real HTTP server on a free port recording POSTs; `status` sets the reply code."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.status = 200
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                sink.requests.append((self.path, dict(self.headers.items()), body))
+                self.send_response(sink.status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_PUT(self) -> None:
+                self.do_POST()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HttpSink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,639 @@
+"""Coach digests: one summary per coach and period, claimed once, delivered through the outbox.
+
+A coach chooses a cadence (`daily`, `weekly` or `off`) and a local hour. A period ends at that
+hour on the coach's own wall clock, so the digest reaches them at 07:00 whether or not the
+clocks changed overnight; the period around a DST change is therefore 23 or 25 hours long
+(weekly: 167 or 169).
+
+Sending is a claim, not a check: the `digests` row for (coach, period end) is inserted with
+`ON CONFLICT DO NOTHING`, and only the transaction that inserted it builds the content and
+writes the outbox rows, in that same transaction. A restart, a retried job or a second
+scheduler finds the period taken and does nothing, so no coach ever gets one period twice.
+
+The digest lists only the coach's own athletes: their open (and acknowledged) alerts by
+severity, the alerts opened in the period, and a few numbers per athlete read from the same
+metrics the rules use (`rules.metrics`), over each athlete's local calendar days.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from db.models import Alert, Athlete, Checkin, Coach, Digest, Run
+from notifier.routing import COACH_CHANNELS, insert_deliveries, parse_channels
+from rules import metrics
+
+__all__ = [
+    "CADENCES",
+    "DigestContent",
+    "build_digest",
+    "period_ending",
+    "send_due_digests",
+]
+
+log = logging.getLogger(__name__)
+
+CADENCES: Final = ("daily", "weekly", "off")
+SEVERITY_ORDER: Final = ("urgent", "warning", "info")
+PAIN_TRENDS: Final = ("rising", "falling", "steady", "no check-ins")
+
+WEEK_DAYS: Final = 7
+"""'Last 7 days' everywhere in the digest: the 7 local days ending today, today included
+(the convention of `rules.evaluate`), so the digest agrees with what the rules saw."""
+
+ACUTE_DAYS: Final = 7
+CHRONIC_DAYS: Final = 28
+ACWR_MIN_HISTORY_DAYS: Final = 28
+"""The load.acwr defaults (RULES.md, B). Below 28 days of history the zero-seeded chronic
+average is still tiny and the ratio would look alarming for every new athlete, so the digest
+shows "–" there, as the rule stays silent."""
+
+ACWR_SERIES_DAYS: Final = 4 * CHRONIC_DAYS + ACUTE_DAYS
+"""Four chronic spans before the acute window: the zero seed then weighs < 0.1 %. Leading rest
+days change nothing (a zero-seeded EWMA of zeros stays 0), so a fixed window is exact."""
+
+PAIN_TREND_POINTS: Final = 1.0
+"""A week-on-week change of at least one point counts, the pain.rising threshold."""
+
+NO_VALUE: Final = "–"
+
+# How far back to read, in UTC, so every athlete's local windows are covered whatever their
+# offset (at most ±14 h) — per-athlete local days are then cut in Python.
+_RUN_LOOKBACK: Final = timedelta(days=ACWR_SERIES_DAYS + 2)
+_CHECKIN_LOOKBACK: Final = timedelta(days=2 * WEEK_DAYS + 2)
+
+
+# --- periods ----------------------------------------------------------------------------------
+
+
+def _local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a wall-clock time on a local date.
+
+    Built from the wall clock with `fold=0` (PEP 495), so: a time in the spring-forward gap is
+    read with the offset in force before the change — 01:30 on a day London skips 01:00–02:00 is
+    01:30 GMT, i.e. 02:30 BST; a time that happens twice in autumn is its first occurrence.
+    """
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def period_ending(
+    timezone: str, cadence: str, hour: int, now: datetime
+) -> tuple[datetime, datetime] | None:
+    """The latest digest period whose end is at or before `now`, as UTC (start, end).
+
+    Daily: the end is the most recent local `hour`:00 in `timezone`, the start the same local
+    hour the day before. Weekly: the end is the most recent Monday at local `hour`:00, the start
+    the Monday before. `off` gives None. Instants come from local dates, never from adding 24 h
+    to an instant, so the hour holds across DST; a nonexistent or repeated hour is resolved with
+    `fold=0` (see `_local_instant`).
+
+    Raises `ValueError` for a naive `now`, an unknown cadence or an hour outside 0–23, and
+    `zoneinfo.ZoneInfoNotFoundError` for an unknown zone.
+    """
+    _require_aware(now)
+    if cadence not in CADENCES:
+        raise ValueError(f"cadence must be one of {', '.join(CADENCES)}, not {cadence!r}")
+    if not 0 <= hour <= 23:
+        raise ValueError(f"digest hour must be 0-23, not {hour}")
+    if cadence == "off":
+        return None
+    zone = ZoneInfo(timezone)
+    at = time(hour)
+    day = now.astimezone(zone).date()
+    step = timedelta(days=WEEK_DAYS if cadence == "weekly" else 1)
+    if cadence == "weekly":
+        day -= timedelta(days=day.weekday())
+    # Today's (this week's) end may still be ahead; the gap rule can move it by an hour either
+    # way, so compare instants rather than wall-clock hours.
+    while (end := _local_instant(day, at, zone)) > now:
+        day -= step
+    return _local_instant(day - step, at, zone), end
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got {now!r}")
+
+
+# --- content ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DigestContent:
+    """A rendered digest: mail subject, text and HTML bodies, and the webhook's JSON document."""
+
+    subject: str
+    text: str
+    html: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    """One alert as the digest shows it; `opened` is the opening date on the coach's calendar."""
+
+    id: int
+    athlete_id: str
+    athlete_name: str
+    rule_id: str
+    severity: str
+    recommendation: str
+    status: str
+    opened_at: datetime
+    opened: str
+    summary: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "athlete_id": self.athlete_id,
+            "athlete_name": self.athlete_name,
+            "rule_id": self.rule_id,
+            "severity": self.severity,
+            "recommendation": self.recommendation,
+            "status": self.status,
+            "opened_at": self.opened_at.isoformat(),
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AthleteLine:
+    """One athlete's numbers: distance, load ratio, pain trend and unanswered runs."""
+
+    id: str
+    name: str
+    km_7d: float
+    runs_7d: int
+    acwr: float | None
+    pain_trend: str
+    pain_mean_7d: float | None
+    pain_mean_prev_7d: float | None
+    missing_checkins: int
+
+    @property
+    def km_text(self) -> str:
+        return f"{self.km_7d:.1f}"
+
+    @property
+    def acwr_text(self) -> str:
+        return NO_VALUE if self.acwr is None else f"{self.acwr:.2f}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "km_7d": round(self.km_7d, 1),
+            "runs_7d": self.runs_7d,
+            "acwr": None if self.acwr is None else round(self.acwr, 3),
+            "pain_trend": self.pain_trend,
+            "pain_mean_7d": _round(self.pain_mean_7d),
+            "pain_mean_prev_7d": _round(self.pain_mean_prev_7d),
+            "missing_checkins": self.missing_checkins,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _RunRow:
+    uuid: str
+    start: datetime
+    distance_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckinRow:
+    recorded_at: datetime
+    context: str
+    pain_score: int
+    related_run_uuid: str | None
+
+
+@dataclass(slots=True)
+class _Facts:
+    runs: list[_RunRow] = field(default_factory=list)
+    checkins: list[_CheckinRow] = field(default_factory=list)
+
+
+def build_digest(
+    conn: Connection, coach_id: str, start: datetime, end: datetime, now: datetime
+) -> DigestContent:
+    """The digest of one coach for the period [start, end), with athletes' numbers as of `now`.
+
+    Lists only athletes whose coach is `coach_id`. Alert state and the numbers are read as of
+    `now` (the moment of sending, normally the period end), so a late digest is not stale;
+    "opened in the period" uses [start, end). Five queries whatever the number of athletes.
+    Raises `LookupError` for an unknown coach.
+    """
+    _require_aware(now)
+    now = now.astimezone(UTC)
+    coach = conn.execute(
+        select(Coach.name, Coach.timezone).where(Coach.id == coach_id)
+    ).one_or_none()
+    if coach is None:
+        raise LookupError(f"unknown coach {coach_id!r}")
+    coach_zone = ZoneInfo(coach.timezone)
+    mine = select(Athlete.id).where(Athlete.coach_id == coach_id).scalar_subquery()
+
+    # Sorted here, not by the database: collations differ between SQLite and PostgreSQL.
+    athletes = sorted(
+        conn.execute(
+            select(Athlete.id, Athlete.name, Athlete.timezone).where(Athlete.coach_id == coach_id)
+        ).all(),
+        key=lambda row: (row.name.casefold(), row.id),
+    )
+    names = {row.id: row.name for row in athletes}
+
+    alert_rows = conn.execute(
+        select(Alert)
+        .where(
+            Alert.athlete_id.in_(mine),
+            or_(
+                Alert.status != "resolved",
+                and_(Alert.opened_at >= start, Alert.opened_at < end),
+            ),
+        )
+        .order_by(Alert.opened_at, Alert.id)
+    ).all()
+
+    facts: dict[str, _Facts] = defaultdict(_Facts)
+    for row in conn.execute(
+        select(Run.athlete_id, Run.uuid, Run.start_time, Run.distance_m)
+        .where(
+            Run.athlete_id.in_(mine),
+            Run.start_time >= now - _RUN_LOOKBACK,
+            Run.start_time <= now,
+        )
+        .order_by(Run.athlete_id, Run.start_time, Run.id)
+    ):
+        facts[row.athlete_id].runs.append(_RunRow(row.uuid, row.start_time, row.distance_m))
+    for checkin in conn.execute(
+        select(
+            Checkin.athlete_id,
+            Checkin.recorded_at,
+            Checkin.context,
+            Checkin.pain_score,
+            Checkin.related_run_uuid,
+        )
+        .where(
+            Checkin.athlete_id.in_(mine),
+            Checkin.recorded_at >= now - _CHECKIN_LOOKBACK,
+            Checkin.recorded_at <= now,
+        )
+        .order_by(Checkin.athlete_id, Checkin.recorded_at, Checkin.id)
+    ):
+        facts[checkin.athlete_id].checkins.append(
+            _CheckinRow(
+                checkin.recorded_at, checkin.context, checkin.pain_score, checkin.related_run_uuid
+            )
+        )
+
+    def line(alert: Any) -> AlertLine:
+        first_line = next((part for part in alert.message.splitlines() if part.strip()), "")
+        return AlertLine(
+            id=alert.id,
+            athlete_id=alert.athlete_id,
+            athlete_name=names.get(alert.athlete_id, alert.athlete_id),
+            rule_id=alert.rule_id,
+            severity=alert.severity,
+            recommendation=alert.recommendation,
+            status=alert.status,
+            opened_at=alert.opened_at,
+            opened=alert.opened_at.astimezone(coach_zone).date().isoformat(),
+            summary=first_line.strip(),
+        )
+
+    open_alerts = sorted(
+        (line(a) for a in alert_rows if a.status != "resolved"),
+        key=lambda a: (SEVERITY_ORDER.index(a.severity), a.opened_at, a.id),
+    )
+    opened_in_period = [line(a) for a in alert_rows if start <= a.opened_at < end]
+    groups = [
+        (severity, [a for a in open_alerts if a.severity == severity])
+        for severity in SEVERITY_ORDER
+    ]
+    people = [
+        _athlete_line(row.id, row.name, ZoneInfo(row.timezone), facts[row.id], now)
+        for row in athletes
+    ]
+    counts = {severity: len(group) for severity, group in groups}
+    counts["open"] = len(open_alerts)
+    counts["opened_in_period"] = len(opened_in_period)
+    all_clear = not open_alerts and not opened_in_period
+    subject = _subject(coach.name, counts, all_clear)
+
+    start_local, end_local = start.astimezone(coach_zone), end.astimezone(coach_zone)
+    period = f"{start_local:%a %d %b %Y %H:%M} – {end_local:%a %d %b %Y %H:%M} ({coach.timezone})"
+    context = {
+        "subject": subject,
+        "coach_name": coach.name,
+        "period": period,
+        "all_clear": all_clear,
+        "counts": counts,
+        "groups": [(severity, group) for severity, group in groups if group],
+        "opened_in_period": opened_in_period,
+        "athletes": people,
+        "no_value": NO_VALUE,
+    }
+    env = _environment()
+    data = {
+        "kind": "digest",
+        "coach_id": coach_id,
+        "period_start": start.astimezone(UTC).isoformat(),
+        "period_end": end.astimezone(UTC).isoformat(),
+        "generated_at": now.isoformat(),
+        "all_clear": all_clear,
+        "counts": counts,
+        "open_alerts": [a.as_json() for a in open_alerts],
+        "opened_in_period": [a.as_json() for a in opened_in_period],
+        "athletes": [p.as_json() for p in people],
+    }
+    return DigestContent(
+        subject=subject,
+        text=env.get_template("digest.txt").render(context),
+        html=env.get_template("digest.html").render(context),
+        data=data,
+    )
+
+
+def _athlete_line(
+    athlete_id: str, name: str, zone: ZoneInfo, facts: _Facts, now: datetime
+) -> AthleteLine:
+    """One athlete's numbers over their own local days (runs and check-ins sorted by time)."""
+
+    def day(instant: datetime) -> date:
+        return instant.astimezone(zone).date()
+
+    today = day(now)
+    week_first = today - timedelta(days=WEEK_DAYS - 1)
+    prev_first = week_first - timedelta(days=WEEK_DAYS)
+
+    series = metrics.daily_series(
+        ((day(r.start), r.distance_m / 1000.0) for r in facts.runs),
+        today - timedelta(days=ACWR_SERIES_DAYS - 1),
+        today,
+    )
+    km_7d = math.fsum(series[-WEEK_DAYS:])
+    enough_history = bool(facts.runs) and (
+        (today - day(facts.runs[0].start)).days >= ACWR_MIN_HISTORY_DAYS
+    )
+    ratio = metrics.acwr(series, ACUTE_DAYS, CHRONIC_DAYS) if enough_history else None
+
+    dated = [(day(c.recorded_at), c.pain_score) for c in facts.checkins]
+    last = [(d, score) for d, score in dated if d >= week_first]
+    prev = [(d, score) for d, score in dated if prev_first <= d < week_first]
+
+    recent = [(i, r) for i, r in enumerate(facts.runs) if day(r.start) >= week_first]
+    post_run = [c for c in facts.checkins if c.context == "post_run"]
+    missing = 0
+    for index, run in recent:
+        following = facts.runs[index + 1].start if index + 1 < len(facts.runs) else None
+        if not any(_answers(c, run, following) for c in post_run):
+            missing += 1
+
+    return AthleteLine(
+        id=athlete_id,
+        name=name,
+        km_7d=km_7d,
+        runs_7d=len(recent),
+        acwr=ratio,
+        pain_trend=_pain_trend([score for _, score in last], [score for _, score in prev]),
+        pain_mean_7d=metrics.pain_stats(last).mean,
+        pain_mean_prev_7d=metrics.pain_stats(prev).mean,
+        missing_checkins=missing,
+    )
+
+
+def _answers(checkin: _CheckinRow, run: _RunRow, following: datetime | None) -> bool:
+    """Whether a post_run check-in belongs to `run`: it names the run, or it was recorded after
+    the run started and before the next run (or now: later check-ins were not loaded)."""
+    if checkin.related_run_uuid == run.uuid:
+        return True
+    return checkin.recorded_at >= run.start and (
+        following is None or checkin.recorded_at < following
+    )
+
+
+def _pain_trend(last: Sequence[int], prev: Sequence[int]) -> str:
+    """rising / falling by ≥ 1 point of mean pain week on week, else steady.
+
+    Unlike the pain.rising rule this needs only one check-in a week: the digest describes, it
+    does not alert. With check-ins this week but none the week before there is nothing to
+    compare, and no sign of change is reported as steady.
+    """
+    if not last:
+        return "no check-ins"
+    if metrics.pain_rising(last, prev, PAIN_TREND_POINTS, 1):
+        return "rising"
+    if metrics.pain_rising(prev, last, PAIN_TREND_POINTS, 1):
+        return "falling"
+    return "steady"
+
+
+def _subject(coach_name: str, counts: Mapping[str, int], all_clear: bool) -> str:
+    # One line whatever the name holds: a newline in a mail subject is a header injection.
+    lead = f"KneeGuard digest for {' '.join(coach_name.split())}"
+    if all_clear:
+        return f"{lead} — all clear"[:300]
+    total = counts["open"]
+    if total == 0:
+        new = counts["opened_in_period"]
+        return f"{lead} — no open alerts ({new} opened and resolved)"[:300]
+    urgent = f" ({counts['urgent']} urgent)" if counts["urgent"] else ""
+    plural = "" if total == 1 else "s"
+    return f"{lead} — {total} open alert{plural}{urgent}"[:300]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+@cache
+def _environment() -> Environment:
+    """The templates; HTML is autoescaped (athlete and coach names are user input), text not."""
+    return Environment(
+        loader=PackageLoader("notifier", "templates"),
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), disabled_extensions=("txt",), default=True
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+def send_due_digests(
+    engine: Engine,
+    now: datetime,
+    *,
+    coach_id: str | None = None,
+    force: bool = False,
+    available_channels: Collection[str] = COACH_CHANNELS,
+) -> list[int]:
+    """Claim, build and enqueue every digest due at `now`; returns the ids of new digests.
+
+    A coach's due period is `period_ending(...)` of their settings; coaches with `off` are
+    skipped, and so is a period that ended before the coach was created (no digest for a time
+    they were not here). `force` sends to any coach (`off` included) a period ending at `now`
+    truncated to the minute and starting where their latest digest ended (else one day, or one
+    week for weekly coaches, before), so forcing twice in one minute sends once.
+
+    Each coach gets its own transaction: the claim, the content and the outbox rows (one per
+    coach channel among `available_channels`, due now) commit together or not at all. A period
+    already claimed is skipped. With `coach_id` an unknown coach raises `LookupError` and any
+    failure propagates; without it a failing coach is logged and the others still get theirs
+    (its claim rolls back, so the next run tries again).
+    """
+    _require_aware(now)
+    now = now.astimezone(UTC)
+    with engine.connect() as conn:
+        query = select(Coach).order_by(Coach.id)
+        if coach_id is not None:
+            query = query.where(Coach.id == coach_id)
+        elif not force:
+            query = query.where(Coach.digest != "off")
+        coaches = conn.execute(query).all()
+        latest: dict[str, datetime] = {}
+        if force:
+            latest_query = select(Digest.coach_id, func.max(Digest.period_end)).group_by(
+                Digest.coach_id
+            )
+            if coach_id is not None:
+                latest_query = latest_query.where(Digest.coach_id == coach_id)
+            latest = {row[0]: row[1] for row in conn.execute(latest_query)}
+    if coach_id is not None and not coaches:
+        raise LookupError(f"unknown coach {coach_id!r}")
+
+    created: list[int] = []
+    for coach in coaches:
+        try:
+            digest_id = _send_one(
+                engine, coach, now, force, latest.get(coach.id), available_channels
+            )
+        except Exception:
+            if coach_id is not None:
+                raise
+            log.exception("digest for coach %s failed; the next run tries again", coach.id)
+            continue
+        if digest_id is not None:
+            created.append(digest_id)
+    return created
+
+
+def _due_period(
+    coach: Any, now: datetime, force: bool, latest_end: datetime | None
+) -> tuple[str, datetime, datetime] | None:
+    """(cadence, start, end) of the coach's period due at `now`, or None."""
+    cadence = "weekly" if coach.digest == "weekly" else "daily"
+    if not force:
+        period = period_ending(coach.timezone, coach.digest, coach.digest_hour, now)
+        if period is None or period[1] < coach.created_at:
+            return None
+        return cadence, period[0], period[1]
+    end = now.replace(second=0, microsecond=0)
+    if latest_end is not None and latest_end < end:
+        return cadence, latest_end, end
+    zone = ZoneInfo(coach.timezone)
+    local_end = end.astimezone(zone)
+    step = timedelta(days=WEEK_DAYS if cadence == "weekly" else 1)
+    # One local day (week) back on the wall clock, for the same reason as period_ending.
+    start = _local_instant(local_end.date() - step, local_end.time(), zone)
+    return cadence, start, end
+
+
+def _send_one(
+    engine: Engine,
+    coach: Any,
+    now: datetime,
+    force: bool,
+    latest_end: datetime | None,
+    available: Collection[str],
+) -> int | None:
+    """Claim one coach's period; if won, build and store the digest and its deliveries."""
+    due = _due_period(coach, now, force, latest_end)
+    if due is None:
+        return None
+    cadence, start, end = due
+    channels = [
+        channel
+        for channel in parse_channels(coach.channels, COACH_CHANNELS)
+        if channel in available and (channel != "webhook" or coach.webhook_url)
+    ]
+    with engine.begin() as conn:
+        # The claim is the transaction's first statement: on SQLite it takes the write lock
+        # before anything is read, so a second writer waits instead of failing on a stale read.
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        digest_id = conn.execute(
+            insert(Digest)
+            .values(
+                coach_id=coach.id,
+                period=cadence,
+                period_start=start,
+                period_end=end,
+                created_at=now,
+                subject="",
+                text="",
+                html="",
+                data={},
+            )
+            .on_conflict_do_nothing(index_elements=["coach_id", "period_end"])
+            .returning(Digest.id)
+        ).scalar_one_or_none()
+        if digest_id is None:
+            log.debug("digest of coach %s ending %s already claimed", coach.id, end.isoformat())
+            return None
+        content = build_digest(conn, coach.id, start, end, now)
+        conn.execute(
+            update(Digest)
+            .where(Digest.id == digest_id)
+            .values(
+                subject=content.subject,
+                text=content.text,
+                html=content.html,
+                data={**content.data, "digest_id": digest_id, "period": cadence},
+            )
+        )
+        insert_deliveries(
+            conn,
+            [
+                {
+                    "dedup_key": f"digest:{digest_id}:{channel}",
+                    "alert_id": None,
+                    "digest_id": digest_id,
+                    "reason": "digest",
+                    "recipient_kind": "coach",
+                    "recipient_id": coach.id,
+                    "athlete_id": None,
+                    "channel": channel,
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "due_at": now,
+                }
+                for channel in channels
+            ],
+        )
+    log.info(
+        "digest %d for coach %s (%s to %s) queued on %s",
+        digest_id,
+        coach.id,
+        start.isoformat(),
+        end.isoformat(),
+        ", ".join(channels) or "no channel",
+    )
+    return int(digest_id)

@@ -1,0 +1,279 @@
+"""Email delivery over SMTP: alert notices and digests as multipart/alternative mail.
+
+The server comes from `KNEEGUARD_SMTP_URL` (`SmtpSettings.from_url`). One connection per send:
+alerts are rare and a fresh connection never fails on a server-side idle timeout, which a kept
+connection would turn into a spurious transient error.
+
+Errors are classified by what retrying could achieve (notifier.base): an SMTP 5xx reply, a
+refused login and a server that lacks a required extension are permanent; 4xx replies, refused
+connections, timeouts, TLS failures and dropped connections are transient. TLS certificate
+failures count as transient on purpose: an expired certificate is fixed by renewing it, and the
+retry then delivers the alert instead of losing it.
+
+The SMTP password never appears in an error message, a log line or a `repr`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from notifier.base import Channel, DeliveryError, Message, Recipient
+
+__all__ = ["EmailTransport", "Security", "SmtpSettings", "build_email"]
+
+log = logging.getLogger(__name__)
+
+Security = Literal["none", "starttls", "tls"]
+"""`none`: plain SMTP; `starttls`: STARTTLS required before anything else; `tls`: implicit TLS."""
+
+DEFAULT_TIMEOUT = 30.0
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_QUERY_KEYS = frozenset({"starttls", "cafile", "timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where and how to reach the SMTP server. `describe()` is the only form fit for a log."""
+
+    host: str
+    port: int
+    security: Security = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    cafile: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpSettings:
+        """Parse `smtp://[user:password@]host[:port][?starttls=true][&cafile=PATH][&timeout=S]`.
+
+        `smtp://` defaults to port 25, `smtps://` (implicit TLS) to 465. User and password are
+        percent-decoded, so a password may contain `@` or `:` as `%40` / `%3A`. Unknown query
+        parameters are refused rather than ignored, so that a typo such as `?startls=true`
+        cannot silently send mail in clear text. Errors never show the password.
+        """
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"invalid SMTP URL {_redact(url)!r}") from None
+        shown = _redact(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"SMTP URL must start with smtp:// or smtps://, got {shown!r}")
+        if not parts.hostname:
+            raise ValueError(f"SMTP URL has no host: {shown!r}")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError(f"SMTP URL must not have a path or fragment: {shown!r}")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - _QUERY_KEYS)
+        if unknown:
+            raise ValueError(f"unknown SMTP URL parameter(s) {', '.join(unknown)} in {shown!r}")
+        one = {key: values[-1] for key, values in query.items()}
+
+        security: Security = "tls" if parts.scheme == "smtps" else "none"
+        starttls = one.get("starttls", "false").lower()
+        if starttls in _TRUE:
+            if security == "tls":
+                raise ValueError(f"smtps:// is already TLS; drop ?starttls=true: {shown!r}")
+            security = "starttls"
+        elif starttls not in _FALSE:
+            raise ValueError(f"starttls must be true or false, got {starttls!r}")
+
+        timeout = DEFAULT_TIMEOUT
+        if "timeout" in one:
+            try:
+                timeout = float(one["timeout"])
+            except ValueError:
+                timeout = -1.0
+            if not 0 < timeout <= 600:
+                raise ValueError(f"timeout must be seconds in (0, 600], got {one['timeout']!r}")
+
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if not (username or "").isascii() or not (password or "").isascii():
+            # smtplib sends AUTH credentials as ASCII; fail at start-up, not on every send.
+            raise ValueError(f"SMTP user and password must be ASCII: {shown!r}")
+        cafile = Path(one["cafile"]) if one.get("cafile") else None
+        return cls(
+            host=parts.hostname,
+            port=port or (465 if security == "tls" else 25),
+            security=security,
+            username=username,
+            password=password,
+            cafile=cafile,
+            timeout=timeout,
+        )
+
+    def describe(self) -> str:
+        """The server as a URL without the password, for logs and error messages."""
+        scheme = "smtps" if self.security == "tls" else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        options = []
+        if self.security == "starttls":
+            options.append("starttls=true")
+        if self.cafile is not None:
+            options.append(f"cafile={self.cafile}")
+        query = f"?{'&'.join(options)}" if options else ""
+        return f"{scheme}://{user}{host}:{self.port}{query}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The verifying TLS context, or None for plain SMTP.
+
+        With `cafile` only that CA is trusted (a private CA); otherwise the system's CAs.
+        Hostname checking stays on in both cases.
+        """
+        if self.security == "none":
+            return None
+        cafile = str(self.cafile) if self.cafile is not None else None
+        return ssl.create_default_context(cafile=cafile)
+
+
+def _redact(url: str) -> str:
+    """`url` without its password; never raises, because it runs on the error path."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
+    except ValueError:
+        return "<unparsable url>"
+
+
+def build_email(
+    recipient: Recipient, message: Message, mail_from: str, *, now: datetime | None = None
+) -> EmailMessage:
+    """The email for one delivery: text part, HTML alternative when the message has one.
+
+    `Auto-Submitted: auto-generated` (RFC 3834) stops well-behaved autoresponders from answering
+    an alert; the Message-ID uses the sender's domain so it does not depend on the local host
+    name. Raises `ValueError` for an unusable address or a header with a line break.
+    """
+    email = EmailMessage()
+    email["From"] = mail_from
+    email["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(now or datetime.now(UTC))
+    email["Message-ID"] = make_msgid(domain=_domain(mail_from))
+    email["Auto-Submitted"] = "auto-generated"
+    # Exchange/Outlook ignore Auto-Submitted; this asks them not to send out-of-office replies.
+    email["X-Auto-Response-Suppress"] = "All"
+    email.set_content(message.text)
+    if message.html is not None:
+        email.add_alternative(message.html, subtype="html")
+    return email
+
+
+def _domain(mail_from: str) -> str:
+    address = parseaddr(mail_from)[1]
+    return address.rpartition("@")[2] or "kneeguard.invalid"
+
+
+class EmailTransport:
+    """Sends a `Message` to a recipient's email address, one SMTP connection per send."""
+
+    channel: Channel = "email"
+
+    def __init__(self, settings: SmtpSettings, mail_from: str) -> None:
+        """Check the sender and load the TLS context now, so a bad setting fails at start-up."""
+        envelope_from = parseaddr(mail_from)[1]
+        if "@" not in envelope_from:
+            raise ValueError(f"mail_from has no email address: {mail_from!r}")
+        self.settings = settings
+        self.mail_from = mail_from
+        self._envelope_from = envelope_from
+        self._tls = settings.tls_context()
+
+    def __repr__(self) -> str:
+        return f"EmailTransport({self.settings.describe()!r}, {self.mail_from!r})"
+
+    def send(self, recipient: Recipient, message: Message) -> None:
+        """Deliver `message` to `recipient.email`; raises `DeliveryError` on failure."""
+        try:
+            email = build_email(recipient, message, self.mail_from)
+        except (ValueError, TypeError) as exc:
+            raise DeliveryError(
+                f"cannot build email to {recipient.id}: {exc}", permanent=True
+            ) from exc
+        server = self.settings.describe()
+        log.debug("email to recipient %s via %s", recipient.id, server)
+        try:
+            refused = self._deliver(email, recipient.email)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise DeliveryError(
+                self._scrub(f"{server} refused recipient {recipient.id}: {_replies(exc)}"),
+                permanent=bool(codes) and all(code >= 500 for code in codes),
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            reply = exc.smtp_error
+            text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+            raise DeliveryError(
+                self._scrub(f"{server} answered {exc.smtp_code} {text.strip()}"),
+                permanent=exc.smtp_code >= 500,
+            ) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise DeliveryError(f"{server} closed the connection: {exc}", permanent=False) from exc
+        except smtplib.SMTPException as exc:
+            # What is left is configuration: STARTTLS or AUTH required but not offered, no
+            # usable AUTH mechanism. Every retry would fail the same way.
+            raise DeliveryError(self._scrub(f"{server}: {exc}"), permanent=True) from exc
+        except UnicodeError as exc:
+            # An address or credential smtplib can only send as ASCII: retrying cannot help.
+            raise DeliveryError(self._scrub(f"{server}: {exc}"), permanent=True) from exc
+        except OSError as exc:
+            # Refused, unreachable, timed out, TLS handshake or certificate failure.
+            reason = str(exc) or type(exc).__name__
+            raise DeliveryError(self._scrub(f"{server}: {reason}"), permanent=False) from exc
+        if refused:
+            # Unreachable with one recipient (smtplib raises instead), kept for safety.
+            raise DeliveryError(f"{server} refused recipient {recipient.id}", permanent=True)
+
+    def _deliver(self, email: EmailMessage, to: str) -> dict[str, tuple[int, bytes]]:
+        """One SMTP session; returns the refused recipients (smtplib's contract)."""
+        s = self.settings
+        smtp: smtplib.SMTP
+        if s.security == "tls":
+            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls)
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            if s.security == "starttls":
+                smtp.starttls(context=self._tls)
+            if s.username is not None:
+                smtp.login(s.username, s.password or "")
+            refused = smtp.send_message(email, from_addr=self._envelope_from, to_addrs=[to])
+        except BaseException:
+            smtp.close()
+            raise
+        # The server has accepted the message: a failing QUIT must not turn into a failed
+        # delivery (and a duplicate alert on retry), as it would with `with smtplib.SMTP()`.
+        with contextlib.suppress(OSError):
+            smtp.quit()
+        smtp.close()
+        return refused
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the password masked, in case a server echoes what it was sent."""
+        password = self.settings.password
+        return text.replace(password, "***") if password else text
+
+
+def _replies(exc: smtplib.SMTPRecipientsRefused) -> str:
+    return "; ".join(
+        f"{code} {reply.decode('utf-8', 'replace') if isinstance(reply, bytes) else reply}"
+        for code, reply in exc.recipients.values()
+    )

@@ -1,0 +1,91 @@
+"""In-app alerts: the alert's JSON document on `{prefix}/{athlete_id}/alerts` (DESIGN.md, Topics).
+
+The transport only knows a `publish(topic, payload)` callable, so it needs no broker connection
+of its own and is tested without one; the composition root passes `paho_publisher(client)`, the
+service's own connected client. The callable must publish at QoS 1 and return only once the
+broker has acknowledged (PUBACK), raising otherwise; every such failure is transient.
+
+A retried delivery may reach an app twice (the first PUBACK can be lost after the broker got the
+message); apps de-duplicate on `alert_id`. A publish the broker's ACL denies is acknowledged
+like any other under MQTT 3.1.1, so it cannot be detected here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Final
+
+import paho.mqtt.client as mqtt
+
+from notifier.base import Channel, DeliveryError, Message, Recipient
+
+__all__ = ["QOS", "MqttAlertTransport", "Publish", "paho_publisher"]
+
+log = logging.getLogger(__name__)
+
+QOS: Final = 1
+Publish = Callable[[str, bytes], None]
+"""Publishes `payload` on `topic` at QoS 1, returning once acknowledged; raises on failure."""
+
+# The public contract's id pattern (ingest.topics.ID_PATTERN, not imported: notifier does not
+# depend on ingest). It also keeps `/`, `+` and `#` out of the topic.
+_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class MqttAlertTransport:
+    """Publishes `message.data` as JSON to the athlete's alerts topic."""
+
+    channel: Channel = "inapp"
+
+    def __init__(self, publish: Publish, prefix: str) -> None:
+        prefix = prefix.strip("/")
+        if not prefix or any(ch in prefix for ch in "+#\x00"):
+            raise ValueError(f"topic prefix must be a topic without + or #, got {prefix!r}")
+        self._publish = publish
+        self.prefix = prefix
+
+    def topic(self, athlete_id: str) -> str:
+        """The in-app alerts topic of one athlete."""
+        return f"{self.prefix}/{athlete_id}/alerts"
+
+    def send(self, recipient: Recipient, message: Message) -> None:
+        """Publish one alert; permanent for a recipient that is not an athlete (coaches have
+        no alerts topic) or an unusable payload, transient for any publish failure."""
+        athlete_id = recipient.athlete_id
+        if recipient.kind != "athlete" or not athlete_id:
+            raise DeliveryError(
+                f"recipient {recipient.id} is not an athlete; in-app alerts go to athletes",
+                permanent=True,
+            )
+        if not _ID.fullmatch(athlete_id):
+            raise DeliveryError(f"athlete id {athlete_id!r} is not a valid id", permanent=True)
+        try:
+            payload = json.dumps(message.data).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise DeliveryError(f"in-app payload is not JSON: {exc}", permanent=True) from exc
+        topic = self.topic(athlete_id)
+        log.debug("in-app alert to %s", topic)
+        try:
+            self._publish(topic, payload)
+        except Exception as exc:
+            # Whatever the client raised (not connected, queue full, no PUBACK in time), the
+            # broker may be back on the next attempt.
+            raise DeliveryError(
+                f"publish to {topic} failed: {type(exc).__name__}: {exc}", permanent=False
+            ) from exc
+
+
+def paho_publisher(client: mqtt.Client, *, timeout: float = 10.0) -> Publish:
+    """A `Publish` over a connected paho client: QoS 1, waits up to `timeout` seconds for the
+    PUBACK and raises `TimeoutError` without one (paho's own wait returns silently)."""
+
+    def publish(topic: str, payload: bytes) -> None:
+        info = client.publish(topic, payload, qos=QOS)
+        info.wait_for_publish(timeout)  # raises for a disconnected client or a full queue
+        if not info.is_published():
+            raise TimeoutError(f"no PUBACK within {timeout:g} s")
+
+    return publish

@@ -1,0 +1,277 @@
+"""The outbox worker: claims due deliveries, sends them, and records what happened.
+
+Record before you send: a claimed row is `sending` (with the attempt counted) before any
+channel is touched; afterwards it is `sent` with the duration, or `failed` with the error and
+the next attempt (exponential backoff with jitter, capped at an hour), or `dead` once it has
+failed for 24 hours. A permanent error (SMTP 5xx, HTTP 4xx but 429) leaves the row `failed`
+with no next attempt. Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL and SQLite's single
+writer elsewhere, so any number of workers never send one row twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, or_, select, update
+
+from db.models import Alert, Athlete, Coach, Delivery, Digest
+from notifier.base import DeliveryError, Message, Recipient, Transport
+from notifier.render import render_alert
+
+log = logging.getLogger(__name__)
+
+GIVE_UP_AFTER = timedelta(hours=24)
+MAX_BACKOFF = timedelta(hours=1)
+# A row left `sending` this long belongs to a worker that died mid-send: send it again.
+STALE_CLAIM = timedelta(minutes=10)
+
+Clock = Callable[[], datetime]
+
+
+def backoff(attempts: int, base: float, rng: random.Random) -> timedelta:
+    """Delay before the next attempt: base·2^(n−1) seconds, capped at an hour, full jitter
+    on the upper half so that many failed rows do not retry in lockstep."""
+    ceiling = min(MAX_BACKOFF.total_seconds(), base * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=ceiling * rng.uniform(0.5, 1.0))
+
+
+@dataclass
+class Claimed:
+    id: int
+    alert_id: int | None
+    digest_id: int | None
+    reason: str
+    recipient_kind: str
+    recipient_id: str
+    channel: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass
+class Outbox:
+    engine: Engine
+    transports: Mapping[str, Transport]
+    clock: Clock
+    backoff_base: float = 30.0
+    batch: int = 20
+    rng: random.Random = field(default_factory=random.Random)
+
+    # --- one step at a time ----------------------------------------------------------------
+
+    def claim(self, now: datetime) -> list[Claimed]:
+        """Mark up to `batch` due rows `sending` and return them."""
+        due = (
+            select(Delivery.id)
+            .where(
+                or_(
+                    and_(Delivery.status.in_(("pending", "failed")), Delivery.due_at <= now),
+                    and_(Delivery.status == "sending", Delivery.claimed_at <= now - STALE_CLAIM),
+                )
+            )
+            .order_by(Delivery.due_at, Delivery.id)
+            .limit(self.batch)
+        )
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            rows = conn.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(due.scalar_subquery()))
+                .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
+                .returning(
+                    Delivery.id,
+                    Delivery.alert_id,
+                    Delivery.digest_id,
+                    Delivery.reason,
+                    Delivery.recipient_kind,
+                    Delivery.recipient_id,
+                    Delivery.channel,
+                    Delivery.attempts,
+                    Delivery.created_at,
+                )
+            ).all()
+        return [Claimed(*row) for row in rows]
+
+    def send(self, item: Claimed) -> str:
+        """Send one claimed delivery and record the outcome; returns the new status."""
+        started = time.monotonic()
+        try:
+            transport = self.transports.get(item.channel)
+            if transport is None:
+                raise DeliveryError(f"channel {item.channel} is not configured", permanent=True)
+            with self.engine.connect() as conn:
+                recipient, message = load_notice(conn, item)
+            transport.send(recipient, message)
+        except DeliveryError as exc:
+            return self._failed(item, str(exc), exc.permanent)
+        except LookupError as exc:
+            return self._failed(item, f"nothing to deliver: {exc}", True)
+        except Exception as exc:
+            log.exception("delivery %d failed unexpectedly", item.id)
+            return self._failed(item, f"{type(exc).__name__}: {exc}", False)
+        duration_ms = (time.monotonic() - started) * 1000
+        self._record(
+            item.id,
+            status="sent",
+            sent_at=self.clock(),
+            duration_ms=duration_ms,
+            last_error=None,
+            due_at=None,
+        )
+        log.info(
+            "delivery %d sent: %s to %s %s (%s) in %.0f ms",
+            item.id,
+            item.channel,
+            item.recipient_kind,
+            item.recipient_id,
+            item.reason,
+            duration_ms,
+        )
+        return "sent"
+
+    def _failed(self, item: Claimed, error: str, permanent: bool) -> str:
+        now = self.clock()
+        error = error[:2000]
+        if permanent:
+            self._record(item.id, status="failed", last_error=error, due_at=None)
+            log.error("delivery %d failed permanently (%s): %s", item.id, item.channel, error)
+            return "failed"
+        if now - item.created_at >= GIVE_UP_AFTER:
+            self._record(item.id, status="dead", last_error=error, due_at=None)
+            log.error("delivery %d is dead after 24 h of failures: %s", item.id, error)
+            return "dead"
+        due = now + backoff(item.attempts, self.backoff_base, self.rng)
+        self._record(item.id, status="failed", last_error=error, due_at=due)
+        log.warning(
+            "delivery %d failed (attempt %d, next at %s): %s",
+            item.id,
+            item.attempts,
+            due.isoformat(timespec="seconds"),
+            error,
+        )
+        return "failed"
+
+    def _record(self, delivery_id: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+    def run_once(self) -> int:
+        """Send everything due now; returns how many deliveries were attempted."""
+        attempted = 0
+        while True:
+            claimed = self.claim(self.clock())
+            if not claimed:
+                return attempted
+            for item in claimed:
+                self.send(item)
+                attempted += 1
+
+
+@dataclass
+class OutboxWorker:
+    """Runs the outbox on its own thread: at every poll, and at once when woken."""
+
+    outbox: Outbox
+    poll_seconds: float = 5.0
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.outbox.run_once()
+            except Exception:
+                log.exception("outbox run failed; trying again shortly")
+            self._wake.wait(self.poll_seconds)
+
+
+# --- what a delivery says ---------------------------------------------------------------------
+
+
+def load_notice(conn: Connection, item: Claimed) -> tuple[Recipient, Message]:
+    """The recipient and the rendered message of a claimed delivery."""
+    recipient = load_recipient(conn, item.recipient_kind, item.recipient_id)
+    if item.digest_id is not None:
+        digest = conn.execute(select(Digest).where(Digest.id == item.digest_id)).one_or_none()
+        if digest is None:
+            raise LookupError(f"digest {item.digest_id}")
+        return recipient, Message(
+            subject=digest.subject,
+            text=digest.text,
+            html=digest.html,
+            severity="info",
+            tags=("digest",),
+            data=digest.data,
+        )
+    alert = conn.execute(select(Alert).where(Alert.id == item.alert_id)).one_or_none()
+    if alert is None:
+        raise LookupError(f"alert {item.alert_id}")
+    athlete_name = conn.execute(
+        select(Athlete.name).where(Athlete.id == alert.athlete_id)
+    ).scalar_one()
+    message = render_alert(
+        alert_id=alert.id,
+        athlete_id=alert.athlete_id,
+        athlete_name=athlete_name,
+        rule_id=alert.rule_id,
+        severity=alert.severity,
+        recommendation=alert.recommendation,
+        text=alert.message,
+        evidence=alert.evidence,
+        reason=item.reason,
+        audience=item.recipient_kind,
+        opened_at=alert.opened_at,
+        timezone=recipient.timezone,
+    )
+    return recipient, message
+
+
+def load_recipient(conn: Connection, kind: str, recipient_id: str) -> Recipient:
+    if kind == "athlete":
+        athlete = conn.execute(select(Athlete).where(Athlete.id == recipient_id)).one_or_none()
+        if athlete is None:
+            raise LookupError(f"athlete {recipient_id}")
+        return Recipient(
+            kind="athlete",
+            id=athlete.id,
+            name=athlete.name,
+            email=athlete.email,
+            timezone=athlete.timezone,
+            athlete_id=athlete.id,
+            ntfy_topic=athlete.ntfy_topic,
+        )
+    coach = conn.execute(select(Coach).where(Coach.id == recipient_id)).one_or_none()
+    if coach is None:
+        raise LookupError(f"coach {recipient_id}")
+    return Recipient(
+        kind="coach",
+        id=coach.id,
+        name=coach.name,
+        email=coach.email,
+        timezone=coach.timezone,
+        webhook_url=coach.webhook_url,
+        webhook_secret=coach.webhook_secret,
+    )
