@@ -196,6 +196,26 @@ class Registry:
             )
         return device
 
+    def remove_device(self, *, athlete_id: str, device_id: str) -> bool:
+        """Unregister a device (its runs and check-ins stay); False if it was not registered."""
+        check_id(athlete_id, "athlete id")
+        check_id(device_id, "device id")
+        with self.sessions() as session:
+            device = session.get(Device, (athlete_id, device_id))
+            if device is None:
+                return False
+            session.delete(device)
+            session.commit()
+        return True
+
+    def devices(self, athlete_id: str | None = None) -> Sequence[Device]:
+        """Registered devices, by athlete and id, optionally only one athlete's."""
+        with self.sessions() as session:
+            query = select(Device).order_by(Device.athlete_id, Device.id)
+            if athlete_id is not None:
+                query = query.where(Device.athlete_id == athlete_id)
+            return session.scalars(query).all()
+
     def update_coach(self, coach_id: str, **changes: Any) -> Coach:
         """Change a coach's details; only the given (not None) fields change."""
         with self.sessions() as session:

@@ -25,6 +25,7 @@ from ingest.writer import Stored, Writer
 from kneeguard.clock import Clock, utcnow
 from kneeguard.delivery import build_transports
 from kneeguard.events import Events
+from kneeguard.retention import purge
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox, OutboxWorker
@@ -150,7 +151,24 @@ class Service:
         scheduler.add_job(
             self.send_digests, "interval", minutes=5, next_run_time=soon, id="coach-digests"
         )
+        scheduler.add_job(
+            self.purge_expired, "interval", days=1, next_run_time=soon, id="retention"
+        )
         return scheduler
+
+    def purge_expired(self) -> None:
+        """Retention: old dead letters and finished delivery records (kneeguard.retention)."""
+        try:
+            purged = purge(
+                self.engine,
+                self.clock(),
+                self.settings.dead_letter_retention_days,
+                self.settings.delivery_retention_days,
+            )
+            if purged.total:
+                log.info("%s", purged.summary())
+        except Exception:
+            log.exception("retention purge failed; it runs again tomorrow")
 
     def sweep(self) -> None:
         try:

@@ -68,6 +68,25 @@ class Settings(BaseSettings):
         default=5, ge=1, le=60, description="Minutes between checks for runs owed a prompt."
     )
 
+    mqtt_password_file: Path | None = Field(
+        default=None,
+        description="The broker's password file; `device add` writes device credentials to it.",
+    )
+    mqtt_acl_file: Path | None = Field(
+        default=None,
+        description="The broker's ACL file; `device add` writes each device's topics to it.",
+    )
+    mqtt_broker_pid_file: Path | None = Field(
+        default=None,
+        description="PID file of a local mosquitto to send SIGHUP after credential changes.",
+    )
+    dead_letter_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Dead letters older than this are purged."
+    )
+    delivery_retention_days: int = Field(
+        default=180, ge=1, le=3650, description="Delivery records older than this are purged."
+    )
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_has_no_wildcards(cls, value: str) -> str:

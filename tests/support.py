@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -161,6 +162,95 @@ class Mosquitto:
     def log(self) -> str:
         path = self.workdir / "mosquitto.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+@dataclass
+class DeployMosquitto(Mosquitto):
+    """The deploy config as shipped: only the service account, the deploy ACL unchanged (no
+    `tester` superuser), a pid file for SIGHUP reloads, and optionally the shipped TLS listener
+    (deploy/mosquitto/tls.conf) on a second port with the given certificate and key."""
+
+    tls_port: int | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "mosquitto.pid"
+
+    def prepare(self) -> None:
+        if not Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto").exists():
+            missing("mosquitto is not installed")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.password_file.unlink(missing_ok=True)
+        self.password_file.touch(mode=0o600)
+        self.add_user(SERVICE_USER, SERVICE_PASSWORD)
+        shutil.copyfile(ROOT / "deploy" / "mosquitto" / "acl", self.acl_file)
+        extra = ""
+        if self.tls_port is not None:
+            if self.certfile is None or self.keyfile is None:
+                raise ValueError("a TLS listener needs certfile and keyfile")
+            extra = tls_config(self.tls_port, self.certfile, self.keyfile)
+        conf = deploy_config(self.port, self.workdir, self.password_file, self.acl_file, extra)
+        (self.workdir / "mosquitto.conf").write_text(conf)
+
+    def start(self) -> None:
+        super().start()
+        assert self.process is not None
+        self.pid_file.write_text(f"{self.process.pid}\n")
+        if self.tls_port is not None:
+            tls_port = self.tls_port
+            if not wait_until(lambda: port_open(tls_port), 10):
+                self.stop()
+                raise RuntimeError(f"mosquitto TLS listener did not start: {self.log()[-2000:]}")
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its password and ACL files."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+
+def tls_config(port: int, certfile: Path, keyfile: Path) -> str:
+    """The shipped TLS listener (deploy/mosquitto/tls.conf) with its port and files rewritten."""
+    replaced = {
+        "listener": f"listener {port} 127.0.0.1",
+        "certfile": f"certfile {certfile}",
+        "keyfile": f"keyfile {keyfile}",
+    }
+    lines = []
+    for line in (ROOT / "deploy" / "mosquitto" / "tls.conf").read_text().splitlines():
+        lines.append(replaced.pop(line.split(" ", 1)[0], line))
+    if replaced:
+        raise ValueError(f"deploy/mosquitto/tls.conf has no {', '.join(replaced)} line")
+    return "\n".join(lines) + "\n"
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throw-away certificate for `host` (its own CA) and its key, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        missing("openssl is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "1", "-subj", "/CN=kneeguard-test",
+            "-addext", f"subjectAltName=IP:{host},DNS:localhost",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    return cert, key
 
 
 # --- device-side client ---------------------------------------------------------------------

@@ -280,7 +280,13 @@ def test_the_service_schedules_the_sweep_and_the_prompts(
     service = Service(settings, db, first_run_delay=timedelta(0))
     assert service.scheduler is not None
     jobs = {job.id: job for job in service.scheduler.get_jobs()}
-    assert set(jobs) == {"rule-sweep", "checkin-prompts", "escalation", "coach-digests"}
+    assert set(jobs) == {
+        "rule-sweep",
+        "checkin-prompts",
+        "escalation",
+        "coach-digests",
+        "retention",
+    }
     assert jobs["rule-sweep"].trigger.interval == timedelta(minutes=60)
     service.start()
     try:
