@@ -148,3 +148,29 @@ def test_backup_never_overwrites_and_needs_a_database(sqlite_url: str, tmp_path:
     assert not (tmp_path / "copy.db").exists()
     with pytest.raises(ValueError, match="not a SQLite"):
         sqlite_path("postgresql+psycopg://kg@127.0.0.1/kneeguard")
+
+
+def test_the_documented_backup_and_restore_commands(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.test_cli import kneeguard
+
+    assert kneeguard(sqlite_url, "coach", "add", "--id", "cora", "--name", "Cora",
+                     "--email", "cora@example.com").returncode == 0  # fmt: skip
+    backup = tmp_path / "backups" / "kg.db"
+    backup.parent.mkdir()
+    made = kneeguard(sqlite_url, "db", "backup", str(backup))
+    assert made.returncode == 0, made.stderr
+    assert "integrity checked" in made.stdout
+    again = kneeguard(sqlite_url, "db", "backup", str(backup))
+    assert again.returncode == 2 and "never overwrites" in again.stderr
+    occupied = kneeguard(sqlite_url, "db", "restore", str(backup))
+    assert occupied.returncode == 2 and "move the old database files away" in occupied.stderr
+    restored_url = f"sqlite:///{tmp_path / 'restored' / 'kneeguard.db'}"
+    restored = kneeguard(restored_url, "db", "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    assert kneeguard(restored_url, "db", "upgrade").returncode == 0
+    listed = kneeguard(restored_url, "coach", "list", "--json")
+    assert [c["id"] for c in json.loads(listed.stdout)] == ["cora"]
+    pg = kneeguard(
+        "postgresql+psycopg://postgres@127.0.0.1:1/x", "db", "backup", str(tmp_path / "x")
+    )
+    assert pg.returncode == 2 and "pg_dump" in pg.stderr
