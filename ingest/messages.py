@@ -104,10 +104,12 @@ def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
         parsed = model.model_validate_json(text)
     except ValidationError as exc:
         return _invalid(device, text, exc)
-    if "\\u0000" in text:
-        nul = _first_nul_error(parsed)
-        if nul is not None:
-            return Invalid(device, parsed.header.uuid.lower(), (nul,))
+    # JSON escapes can smuggle in what no database column can hold; the escape is in the text
+    # whenever the decoded value is, so only such payloads pay for the walk.
+    if "\\u" in text and _SUSPECT_ESCAPE.search(text):
+        unstorable = _first_unstorable(parsed)
+        if unstorable is not None:
+            return Invalid(device, parsed.header.uuid.lower(), (unstorable,))
     if isinstance(parsed, RunMessage):
         return Valid(device, parsed.header.uuid.lower(), run_row(device, parsed, message))
     return Valid(device, parsed.header.uuid.lower(), checkin_row(device, parsed, message))
@@ -124,11 +126,11 @@ def _invalid(device: DeviceTopic, text: str, exc: ValidationError) -> Invalid:
     if isinstance(schema, dict):
         expected = RUN_SCHEMA if device.kind is Kind.RUN else CHECKIN_SCHEMA
         if (schema.get("namespace"), schema.get("name")) != expected:
+            sent = _printable(f"{schema.get('namespace')}/{schema.get('name')}"[:100])
             errors.append(
                 WireError(
                     "header.schema_id",
-                    f"a {schema.get('namespace')}/{schema.get('name')} payload cannot be sent "
-                    f"on a {device.kind.value} topic",
+                    f"a {sent} payload cannot be sent on a {device.kind.value} topic",
                 )
             )
     for err in exc.errors(include_url=False, include_input=False):
@@ -141,8 +143,14 @@ def _invalid(device: DeviceTopic, text: str, exc: ValidationError) -> Invalid:
         elif err["type"] == "model_type" and not loc:
             msg = "payload must be a JSON object"
         msg = msg.removeprefix("Value error, ")
-        errors.append(WireError(loc, msg))
+        errors.append(WireError(_printable(loc), _printable(msg)))
     return Invalid(device, uuid.lower() if uuid else None, tuple(errors))
+
+
+def _printable(text: str) -> str:
+    """`text` with anything UTF-8 cannot encode (unpaired surrogates from JSON escapes in keys)
+    replaced, so that the error can be stored and sent back."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _lenient_json(text: str) -> Any:
@@ -160,14 +168,23 @@ def _is_uuid(value: str) -> bool:
     return _UUID.fullmatch(value) is not None
 
 
-def _first_nul_error(model: BaseModel, prefix: str = "") -> WireError | None:
-    # PostgreSQL text cannot hold U+0000, and no field has a use for it.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _first_unstorable(model: BaseModel, prefix: str = "") -> WireError | None:
+    """The first text field holding U+0000 (PostgreSQL text cannot) or an unpaired surrogate
+    (not encodable as UTF-8 at all); no field has a use for either."""
     for name, value in model:
         loc = f"{prefix}{name}"
-        if isinstance(value, str) and "\x00" in value:
-            return WireError(loc, "must not contain the NUL character")
+        if isinstance(value, str):
+            if "\x00" in value:
+                return WireError(loc, "must not contain the NUL character")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return WireError(loc, "must not contain unpaired surrogate characters")
         if isinstance(value, BaseModel):
-            found = _first_nul_error(value, loc + ".")
+            found = _first_unstorable(value, loc + ".")
             if found is not None:
                 return found
     return None

@@ -137,7 +137,14 @@ class Writer:
                     done = True
                     break
                 batch.append(item)
-            if not self._handle(batch) or done:
+            try:
+                carry_on = self._handle(batch)
+            except Exception:
+                # A bug must not end the writer: the batch stays unacknowledged (the broker
+                # redelivers it on reconnect) and later messages are still stored.
+                log.exception("could not handle a batch of %d messages", len(batch))
+                carry_on = True
+            if not carry_on or done:
                 return
 
     def _handle(self, batch: list[Inbound]) -> bool:
@@ -154,8 +161,8 @@ class Writer:
         while True:
             try:
                 outcomes = self.store_batch(batch)
-            except SQLAlchemyError as exc:
-                if not _is_unavailable(exc):
+            except Exception as exc:
+                if not isinstance(exc, SQLAlchemyError) or not _is_unavailable(exc):
                     return self._store_one_by_one(batch)
                 if not failing:
                     log.error(
@@ -178,8 +185,8 @@ class Writer:
         for message in batch:
             try:
                 outcomes.extend(self.store_batch([message]))
-            except SQLAlchemyError as exc:
-                if _is_unavailable(exc):
+            except Exception as exc:
+                if isinstance(exc, SQLAlchemyError) and _is_unavailable(exc):
                     single = self._store_with_retry([message])
                     if single is None:
                         return None
@@ -192,13 +199,17 @@ class Writer:
                 outcomes.append(self._store_refused(message, exc))
         return outcomes
 
-    def _store_refused(self, message: Inbound, exc: SQLAlchemyError) -> Outcome:
+    def _store_refused(self, message: Inbound, exc: Exception) -> Outcome:
         decoded = decode(self.topics, message)
         device = decoded.device
         uuid = decoded.uuid
         invalid = Invalid(device, uuid, (WireError("", "the message could not be stored"),))
-        with self.engine.begin() as conn:
-            conn.execute(insert(DEAD_LETTERS), [self._dead_letter(message, invalid)])
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(DEAD_LETTERS), [self._dead_letter(message, invalid)])
+        except Exception:
+            # Better a rejected message without its dead letter than one redelivered forever.
+            log.exception("could not keep the dead letter of a message on %s", message.topic[:200])
         return Outcome(message, "rejected", uuid, device, invalid.errors)
 
     def store_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:

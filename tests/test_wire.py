@@ -217,3 +217,23 @@ def test_units_convert_exactly() -> None:
 )
 def test_urls_are_shown_without_passwords(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udc00", "\\u0000"])
+def test_unstorable_text_in_an_error_is_made_safe(escape: str) -> None:
+    payload = checkin_payload()
+    payload["header"]["schema_id"] = {"namespace": "x", "name": "y", "version": "1.0"}
+    raw = json.dumps(payload).replace('"namespace": "x"', f'"namespace": "x{escape}"')
+    result = decode(TOPICS, inbound(RUN, raw.encode()))
+    assert isinstance(result, Invalid)
+    assert any(e.loc == "header.schema_id" for e in result.errors)
+    result.reason.encode("utf-8")  # storable as the dead letter's reason
+    json.loads(ack_payload(result.uuid, "rejected", result.errors))
+
+
+def test_a_surrogate_pair_escape_is_a_valid_emoji() -> None:
+    payload = checkin_payload(note="x")
+    raw = json.dumps(payload).replace('"note": "x"', '"note": "sore \\ud83c\\udfc3"')
+    result = decode(TOPICS, inbound(CHECKIN, raw.encode()))
+    assert isinstance(result, Valid)
+    assert result.row["note"] == "sore \U0001f3c3"
