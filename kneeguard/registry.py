@@ -63,13 +63,14 @@ def check_channels(value: str, allowed: tuple[str, ...]) -> str:
     return ",".join(names)
 
 
-def check_quiet_hours(value: str | None) -> str | None:
+def check_quiet_hours(value: str | None) -> str:
     try:
         window = parse_quiet_hours(value)
     except PreferenceError as exc:
         raise RegistryError(str(exc)) from None
     if window is None:
-        return None
+        # Stored as "off", not NULL: NULL would read as "not given" and get the default.
+        return "off"
     return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
 
 

@@ -597,7 +597,10 @@ def _send_one(
         if digest_id is None:
             log.debug("digest of coach %s ending %s already claimed", coach.id, end.isoformat())
             return None
-        content = build_digest(conn, coach.id, start, end, now)
+        # A forced period is claimed by the minute (two `--now` runs in one minute send one
+        # digest) but reports up to this instant; the next period starts at the claimed minute,
+        # so an alert of the last seconds may show twice, never not at all.
+        content = build_digest(conn, coach.id, start, now if force else end, now)
         conn.execute(
             update(Digest)
             .where(Digest.id == digest_id)

@@ -301,3 +301,19 @@ def test_help_lists_the_contract_commands() -> None:
     )
     for command in ("db", "coach", "athlete", "device", "run"):
         assert f"  {command} " in result.stdout
+
+
+def test_quiet_hours_off_is_kept(db_url: str) -> None:
+    assert kneeguard(db_url, "athlete", "add", "--id", "night", "--name", "N",
+                     "--email", "n@example.com", "--quiet-hours", "off").returncode == 0  # fmt: skip
+    from db.engine import make_engine
+    from db.models import Athlete
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        from sqlalchemy import select
+
+        assert conn.execute(select(Athlete.quiet_hours)).scalar_one() == "off"
+    engine.dispose()
+    bad = kneeguard(db_url, "athlete", "update", "--id", "night", "--quiet-hours", "late")
+    assert bad.returncode == 2 and "quiet hours must look like 22:00-07:00" in bad.stderr
