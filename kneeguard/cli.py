@@ -697,9 +697,13 @@ def run(only: str | None) -> None:
 
 def _register_commands() -> None:
     from kneeguard.commands.data import delete, export
+    from kneeguard.commands.demo import demo
+    from kneeguard.commands.simulate import simulate
 
     athlete.add_command(export)
     athlete.add_command(delete)
+    cli.add_command(simulate)
+    cli.add_command(demo)
 
 
 _register_commands()

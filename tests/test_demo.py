@@ -1,0 +1,167 @@
+"""`kneeguard demo`, shortened, as a newcomer runs it: with the configured broker, and with
+nothing listening there (the embedded broker); plus its mail folder and broker probe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from db.engine import make_engine
+from db.models import Alert, Checkin, Run
+from kneeguard.commands.demo import demo
+from kneeguard.demo_support import MailFolder, probe_broker
+from kneeguard.simulator import SCENARIO_RULES
+from tests.support import DeviceClient, Mosquitto, free_port
+
+# The shortened demo: five weeks (the spike needs 30 days of history), one runner per story
+# (runner-01 spike, -02 rising pain, -03 locked knee, -04 lateral pain) and one healthy runner.
+ARGS = ["--weeks", "5", "--athletes", "5", "--seconds", "0"]
+STORIES = {
+    "runner-01": "long_run_spike",
+    "runner-02": "rising_pain",
+    "runner-03": "locked_knee",
+    "runner-04": "lateral_pain",
+    "runner-05": "healthy",
+}
+
+
+def run_demo(out: Path, mqtt_url: str) -> Result:
+    env = {"KNEEGUARD_MQTT_URL": mqtt_url, "KNEEGUARD_TOPIC_PREFIX": "kneeguard/v1"}
+    result = CliRunner().invoke(demo, [*ARGS, "--out", str(out)], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def alerts(out: Path) -> dict[str, dict[str, Any]]:
+    engine = make_engine(f"sqlite:///{out / 'demo' / 'kneeguard.db'}")
+    try:
+        with engine.connect() as conn:
+            found: dict[str, dict[str, Any]] = {}
+            for alert in conn.execute(select(Alert)):
+                found.setdefault(alert.athlete_id, {})[alert.rule_id] = alert
+            runs = conn.execute(select(Run.id)).all()
+            checkins = conn.execute(select(Checkin.id)).all()
+            assert runs and checkins
+        return found
+    finally:
+        engine.dispose()
+
+
+def emails(out: Path) -> list[tuple[Path, str, str, str]]:
+    """(path, to, subject, plain text) of every .eml in the mail folder."""
+    found = []
+    for path in sorted((out / "mail").glob("*.eml")):
+        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+        body = parsed.get_body(("plain",))
+        assert body is not None
+        found.append((path, str(parsed["To"]), str(parsed["Subject"]), body.get_content()))
+    return found
+
+
+def assert_the_story_was_told(out: Path, output: str) -> None:
+    raised = alerts(out)
+    for athlete, story in STORIES.items():
+        assert SCENARIO_RULES[story] <= set(raised.get(athlete, {})), (athlete, raised)
+    assert "runner-05" not in raised  # the healthy runner gets nothing
+    assert raised["runner-03"]["redflag.locked_knee"].severity == "urgent"
+    mails = emails(out)
+    to = [t for _, t, _, _ in mails]
+    for athlete in ("runner-01", "runner-02", "runner-03", "runner-04"):
+        assert sum(f"{athlete}@example.com" in t for t in to) == 1, to
+    assert not any("runner-05" in t for t in to)
+    coach = [(p, s, text) for p, t, s, text in mails if "coach@example.com" in t]
+    digests = [(p, s, text) for p, s, text in coach if s.startswith("KneeGuard digest")]
+    assert len(digests) == 1 and len(coach) == 2  # the digest and the urgent locked knee
+    _, subject, text = digests[0]
+    assert "4 open alerts (1 urgent)" in subject
+    assert "Opened in this period: 4" in text
+    for rule in ("redflag.locked_knee", "pain.rising", "pain.high", "load.single_run_spike"):
+        assert rule in text and rule in output
+    index = (out / "mail" / "index.html").read_text()
+    for path, *_ in mails:
+        assert path.name in index and str(path) in output
+    assert f"{digests[0][0]}  (coach digest)" in output and "Alerts raised" in output
+    assert "does not diagnose" in output
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    mosq = Mosquitto(tmp_path / "broker")
+    mosq.start()
+    yield mosq
+    mosq.stop()
+
+
+def test_a_shortened_demo_on_the_configured_broker_tells_the_story_in_alerts_and_emails(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    out = tmp_path / "var"
+    # On a shared broker the demo keeps to its own topics, under {prefix}/demo/: a real
+    # deployment's subscription never sees its messages.
+    service = DeviceClient(broker.port, subscribe=("kneeguard/v1/+/+/run",))
+    watcher = DeviceClient(broker.port, subscribe=("kneeguard/v1/demo/+/+/run",))
+    try:
+        result = run_demo(out, broker.url)
+    finally:
+        service.close()
+        watcher.close()
+    assert "answered; using it" in result.output and "embedded" not in result.output
+    assert_the_story_was_told(out, result.output)
+    assert service.received == [] and len(watcher.received) > 100
+
+
+def test_the_demo_falls_back_to_an_embedded_broker_when_nothing_listens(tmp_path: Path) -> None:
+    out = tmp_path / "var"
+    (out / "mail").mkdir(parents=True)
+    (out / "mail" / "001-old-demo.eml").write_text("From an earlier demo")
+    (out / "mail" / "notes.txt").write_text("mine")
+    nothing = f"mqtt://127.0.0.1:{free_port()}"
+    result = run_demo(out, nothing)
+    assert "No MQTT broker answered at" in result.output
+    assert "embedded amqtt broker" in result.output and "for demos" in result.output
+    assert_the_story_was_told(out, result.output)
+    assert not (out / "mail" / "001-old-demo.eml").exists()  # an earlier demo's mail is gone
+    assert (out / "mail" / "notes.txt").read_text() == "mine"  # nothing else is touched
+
+
+def test_the_mail_folder_writes_each_email_and_an_index(tmp_path: Path) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
+    folder = MailFolder(tmp_path / "mail").start()
+    try:
+        message = EmailMessage()
+        message["From"] = "KneeGuard <kneeguard@example.com>"
+        message["To"] = "Ann <ann@example.com>"
+        message["Subject"] = "Rest from running <today>"
+        message.set_content("plain")
+        message.add_alternative("<p>rich</p>", subtype="html")
+        with smtplib.SMTP("127.0.0.1", folder.port) as smtp:
+            smtp.send_message(message)
+    finally:
+        folder.stop()
+    (mail,) = folder.files
+    assert mail.path.name == "001-ann-rest-from-running-today.eml"
+    assert mail.to == "ann@example.com" and mail.subject == "Rest from running <today>"
+    assert mail.view is not None and mail.view.read_text() == "<p>rich</p>\n"
+    index = folder.index.read_text()
+    assert "Rest from running &lt;today&gt;" in index and mail.path.name in index
+
+
+def test_the_broker_probe_says_why_a_broker_is_not_usable(tmp_path: Path) -> None:
+    reason = probe_broker(f"mqtt://127.0.0.1:{free_port()}", timeout=1)
+    assert reason is not None and "cannot reach" in reason
+    mosq = Mosquitto(tmp_path / "broker")
+    mosq.start()
+    try:
+        assert probe_broker(mosq.url) is None
+        refused = probe_broker(f"mqtt://nobody:wrong@127.0.0.1:{mosq.port}", timeout=2)
+        assert refused is not None and "did not accept" in refused
+    finally:
+        mosq.stop()
