@@ -162,7 +162,9 @@ class MqttConnection:
 
     def publish_confirmed(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK; raise if it does not come."""
-        if not self.ready.is_set():
+        # Right after a start or a reconnect the session is still being set up: wait for it
+        # rather than fail and push the delivery back by a whole backoff step.
+        if not self.ready.wait(timeout):
             raise ConnectionError("not connected to the broker")
         info = self._client.publish(topic, payload, qos=1)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

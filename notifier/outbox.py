@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 GIVE_UP_AFTER = timedelta(hours=24)
 MAX_BACKOFF = timedelta(hours=1)
-# A row left `sending` this long belongs to a worker that died mid-send: send it again.
-STALE_CLAIM = timedelta(minutes=10)
+# A row left `sending` this long belongs to a worker that died mid-send: send it again. Every
+# channel gives up well within it (SMTP and HTTP time out after 30 s, MQTT after 10 s).
+STALE_CLAIM = timedelta(minutes=5)
 
 Clock = Callable[[], datetime]
 
