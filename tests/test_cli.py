@@ -11,7 +11,10 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from db.engine import make_engine
+from db.models import Athlete
 from kneeguard.cli import main
 
 
@@ -304,15 +307,11 @@ def test_help_lists_the_contract_commands() -> None:
 
 
 def test_quiet_hours_off_is_kept(db_url: str) -> None:
-    assert kneeguard(db_url, "athlete", "add", "--id", "night", "--name", "N",
-                     "--email", "n@example.com", "--quiet-hours", "off").returncode == 0  # fmt: skip
-    from db.engine import make_engine
-    from db.models import Athlete
-
+    added = kneeguard(db_url, "athlete", "add", "--id", "night", "--name", "N",
+                      "--email", "n@example.com", "--quiet-hours", "off")  # fmt: skip
+    assert added.returncode == 0, added.stderr
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        from sqlalchemy import select
-
         assert conn.execute(select(Athlete.quiet_hours)).scalar_one() == "off"
     engine.dispose()
     bad = kneeguard(db_url, "athlete", "update", "--id", "night", "--quiet-hours", "late")
