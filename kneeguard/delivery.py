@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from notifier.inapp import MqttAlertTransport
-from notifier.ntfy import NtfyTransport
-from notifier.webhook import WebhookTransport
-
 from kneeguard.settings import Settings
 from notifier.base import Transport
 from notifier.email import EmailTransport, SmtpSettings
+from notifier.inapp import MqttAlertTransport
+from notifier.ntfy import NtfyTransport
+from notifier.webhook import WebhookTransport
 
 
 def build_transports(
