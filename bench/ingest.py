@@ -1,0 +1,692 @@
+"""Ingest throughput: KneeGuard against a bare MQTT subscriber, on PostgreSQL and SQLite.
+
+One run starts one mosquitto with the shipped deploy config (tests.support.Mosquitto) and measures
+three consumers of the same burst of N run messages, one after the other:
+
+1. the ceiling: a bare paho 2.x subscriber (callback API v2, QoS 1, persistent session) that only
+   counts what it receives;
+2. `python -m kneeguard run --only ingest` on a fresh PostgreSQL database;
+3. the same on SQLite (a file in a temporary directory).
+
+Each consumer is connected and subscribed first. Then publisher processes (spawned, one paho
+client each, 1000 messages in flight) publish their share of N pre-generated payloads at QoS 1
+as fast as they can. rate = N / (end - first publish), where end is the last receipt for the
+ceiling and the last commit for KneeGuard. KneeGuard's completion is detected by polling
+`SELECT count(*) FROM runs` every 0.2 s; the end time is then refined from the database itself
+(PostgreSQL: when the service's connection went idle after its last commit, from
+pg_stat_activity; SQLite: the modification time of the WAL and database files), falling back to
+the poll time when that is not available.
+
+Environment: BENCH_PUBLISHERS (default 2) sets the number of publisher processes; BENCH_PYSPY=DIR
+records a py-spy profile (`--format raw`, one file per backend) of the service during each
+KneeGuard phase, with BENCH_PYSPY_ARGS passed on to `py-spy record` (e.g. `--idle` or `--gil`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue as MPQueue
+from multiprocessing.synchronize import Event as MPEvent
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Engine, func, select, text
+
+from bench import BenchError, Figure, scale_from_env
+from db.engine import make_engine, session_factory
+from db.migrate import upgrade
+from db.models import Run
+from kneeguard.registry import Registry
+from tests.support import (
+    SERVICE_PASSWORD,
+    SERVICE_USER,
+    TEST_PASSWORD,
+    TEST_USER,
+    Mosquitto,
+    run_payload,
+)
+
+SIZES = {"full": 100_000, "small": 20_000, "tiny": 500}
+PREFIX = "kneeguard/v1"
+ATHLETE = "bench-athlete"
+DEVICE = "bench-watch"
+RUN_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/run"
+SUBSCRIPTION = f"{PREFIX}/+/+/run"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+POLL_INTERVAL = 0.2
+PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
+DEFAULT_PUBLISHERS = 2
+
+# Start method for publisher and ceiling processes: spawn, so that no thread of this process
+# (stderr readers, paho loops) is forked along with a held lock.
+_MP = multiprocessing.get_context("spawn")
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def publishers_from_env() -> int:
+    raw = os.environ.get("BENCH_PUBLISHERS", str(DEFAULT_PUBLISHERS))
+    try:
+        count = int(raw)
+    except ValueError:
+        raise BenchError(f"BENCH_PUBLISHERS must be a whole number, not {raw!r}") from None
+    if not 1 <= count <= 32:
+        raise BenchError("BENCH_PUBLISHERS must be between 1 and 32")
+    return count
+
+
+def environment_problem() -> str | None:
+    """Why the benchmark cannot run here (no mosquitto, no PostgreSQL), or None."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        return "mosquitto is not installed"
+    if not shutil.which("mosquitto_passwd"):
+        return "mosquitto_passwd is not installed"
+    try:
+        psycopg.connect(PG_ADMIN).close()
+    except psycopg.OperationalError as exc:
+        return f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}"
+    return None
+
+
+# --- payloads and publishers ------------------------------------------------------------------
+
+
+def payload_template() -> str:
+    """A valid run message (tests.support.run_payload) with a placeholder for the uuid."""
+    import json
+
+    payload = run_payload()
+    payload["header"]["uuid"] = PLACEHOLDER
+    return json.dumps(payload)
+
+
+def new_uuids(n: int) -> list[str]:
+    return [str(uuidlib.uuid4()) for _ in range(n)]
+
+
+def split(items: Sequence[str], parts: int) -> list[list[str]]:
+    return [list(items[i::parts]) for i in range(parts)]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    first: float
+    last_puback: float
+    sent: int
+    error: str | None = None
+
+
+def _connect_and_wait(client: mqtt.Client, port: int, timeout: float = 10) -> None:
+    connected = threading.Event()
+
+    def on_connect(
+        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if not reason.is_failure:
+            connected.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    if not connected.wait(timeout):
+        client.loop_stop()
+        raise BenchError(f"could not connect to the broker on port {port}")
+
+
+def publisher_main(
+    port: int,
+    uuids: list[str],
+    template: str,
+    ready: MPEvent,
+    go: MPEvent,
+    results: MPQueue[PublishResult],
+    timeout: float,
+) -> None:
+    """A publisher process: build its payloads, connect, wait for `go`, publish all at QoS 1."""
+    try:
+        payloads = [template.replace(PLACEHOLDER, u).encode() for u in uuids]
+        acked = 0
+        done = threading.Event()
+        last = [0.0]
+
+        def on_publish(
+            client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+        ) -> None:
+            nonlocal acked
+            acked += 1
+            if acked >= len(payloads):
+                last[0] = time.time()
+                done.set()
+
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"bench-pub-{uuidlib.uuid4().hex[:10]}",
+        )
+        client.username_pw_set(TEST_USER, TEST_PASSWORD)
+        client.max_inflight_messages_set(1000)
+        client.on_publish = on_publish
+        _connect_and_wait(client, port)
+    except Exception as exc:
+        ready.set()
+        results.put(PublishResult(0.0, 0.0, 0, f"publisher setup failed: {exc!r}"))
+        return
+    ready.set()
+    go.wait()
+    first = time.time()
+    error = None
+    for payload in payloads:
+        info = client.publish(RUN_TOPIC, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            error = f"publish failed: {mqtt.error_string(info.rc)}"
+            break
+    if error is None and not done.wait(timeout):
+        error = f"only {acked} of {len(payloads)} PUBACKs within {timeout:.0f}s"
+    results.put(PublishResult(first, last[0], acked, error))
+    client.disconnect()
+    client.loop_stop()
+
+
+@dataclass
+class Publishers:
+    """Publisher processes, connected and holding their payloads, waiting for `fire`."""
+
+    port: int
+    uuids: list[str]
+    count: int
+    timeout: float
+    _go: MPEvent = field(default_factory=_MP.Event)
+    _results: MPQueue[PublishResult] = field(default_factory=_MP.Queue)
+    _processes: list[Any] = field(default_factory=list)
+
+    def start(self) -> None:
+        template = payload_template()
+        readies = []
+        for share in split(self.uuids, self.count):
+            ready = _MP.Event()
+            process = _MP.Process(
+                target=publisher_main,
+                args=(self.port, share, template, ready, self._go, self._results, self.timeout),
+                daemon=True,
+            )
+            process.start()
+            readies.append(ready)
+            self._processes.append(process)
+        for ready in readies:
+            if not ready.wait(60):
+                raise BenchError("a publisher process did not get ready within 60s")
+
+    def fire(self) -> None:
+        self._go.set()
+
+    def results(self) -> list[PublishResult]:
+        """Wait for every publisher to have all its messages acknowledged by the broker."""
+        results = [self._results.get(timeout=self.timeout + 30) for _ in self._processes]
+        for process in self._processes:
+            process.join(10)
+        errors = [r.error for r in results if r.error]
+        if errors:
+            raise BenchError("; ".join(errors))
+        return results
+
+    def stop(self) -> None:
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+
+# --- the ceiling: a bare counting subscriber --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CeilingResult:
+    received: int
+    last: float
+    error: str | None = None
+
+
+def ceiling_main(
+    port: int, expected: int, ready: MPEvent, results: MPQueue[CeilingResult], timeout: float
+) -> None:
+    """A subscriber process that only counts messages and notes the time of the last one."""
+    received = 0
+    last = 0.0
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        nonlocal received, last
+        received += 1
+        last = time.time()
+        if received >= expected:
+            done.set()
+
+    def on_connect(
+        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if not reason.is_failure:
+            client.subscribe(SUBSCRIPTION, qos=1)
+
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="bench-ceiling",
+        clean_session=False,
+    )
+    client.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = on_message
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    if not subscribed.wait(10):
+        ready.set()
+        results.put(CeilingResult(0, 0.0, "the ceiling subscriber could not subscribe"))
+        return
+    ready.set()
+    error = None
+    if not done.wait(timeout):
+        error = f"the ceiling subscriber got {received} of {expected} messages in {timeout:.0f}s"
+    results.put(CeilingResult(received, last, error))
+    # Leave no persistent subscription behind to queue the next phases' messages.
+    client.unsubscribe(SUBSCRIPTION)
+    time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+
+
+# --- KneeGuard as a process -------------------------------------------------------------------
+
+
+class ServiceProcess:
+    """`python -m kneeguard run --only ingest` with its stderr collected line by line."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kneeguard", "run", "--only", "ingest"],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        self._reader = threading.Thread(target=self._read, args=(self.process.stderr,))
+        self._reader.daemon = True
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, n: int = 20) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def wait_subscribed(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any("subscribed to" in line for line in self.lines):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise BenchError(f"the service did not subscribe:\n{self.tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the service process so far (all threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the service process, in MiB."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise BenchError("no VmHWM in /proc/PID/status")
+
+    def terminate(self, timeout: float = 60) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise BenchError(f"the service did not stop on SIGTERM:\n{self.tail()}") from None
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def service_env(db_url: str, broker_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KNEEGUARD_")}
+    env.update(
+        KNEEGUARD_DATABASE_URL=db_url,
+        KNEEGUARD_MQTT_URL=broker_url,
+        KNEEGUARD_TOPIC_PREFIX=PREFIX,
+        KNEEGUARD_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@contextmanager
+def profiler(pid: int, backend: str) -> Iterator[None]:
+    """py-spy record of the service while the block runs, when BENCH_PYSPY names a directory."""
+    directory = os.environ.get("BENCH_PYSPY")
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not directory:
+        yield
+        return
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--threads",
+            "--format",
+            "raw",
+            *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
+            "--output",
+            str(out / f"ingest-{backend}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+def register(engine: Engine) -> None:
+    registry = Registry(session_factory(engine))
+    registry.add_athlete(athlete_id=ATHLETE, name="Bench Runner", email="bench@example.com")
+    registry.add_device(athlete_id=ATHLETE, device_id=DEVICE)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database with the athlete and device; dropped afterwards."""
+    name = f"kneeguard_bench_{uuidlib.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_URL.format(name=name)
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        register(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sqlite_database(directory: Path) -> str:
+    url = f"sqlite:///{directory / 'kneeguard.db'}"
+    engine = make_engine(url, create_dirs=True)
+    upgrade(engine)
+    register(engine)
+    engine.dispose()
+    return url
+
+
+def count_runs(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Run)).scalar_one())
+
+
+def exact_end(engine: Engine, db_url: str) -> float | None:
+    """When the service committed last, read from the database; None when unknown."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            value = conn.execute(
+                text(
+                    "SELECT extract(epoch FROM max(state_change)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND state = 'idle'"
+                )
+            ).scalar_one()
+        return float(value) if value is not None else None
+    database = Path(engine.url.database or "")
+    times = [
+        path.stat().st_mtime_ns / 1e9
+        for path in (database, database.with_name(database.name + "-wal"))
+        if path.exists()
+    ]
+    return max(times) if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    """One consumer's run of the burst."""
+
+    name: str
+    n: int
+    first: float
+    end: float
+    publish_end: float
+    lost: int = 0
+    duplicated: int = 0
+    peak_rss_mb: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.first
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds
+
+
+# --- the three phases -------------------------------------------------------------------------
+
+
+def timeout_for(n: int) -> float:
+    return 120 + n / 200
+
+
+def measure_ceiling(broker: Mosquitto, n: int, publishers: int) -> PhaseResult:
+    timeout = timeout_for(n)
+    ready = _MP.Event()
+    results: MPQueue[CeilingResult] = _MP.Queue()
+    subscriber = _MP.Process(
+        target=ceiling_main, args=(broker.port, n, ready, results, timeout), daemon=True
+    )
+    subscriber.start()
+    pubs = Publishers(broker.port, new_uuids(n), publishers, timeout)
+    try:
+        if not ready.wait(60):
+            raise BenchError("the ceiling subscriber did not start")
+        pubs.start()
+        pubs.fire()
+        published = pubs.results()
+        result = results.get(timeout=timeout + 30)
+        subscriber.join(10)
+    finally:
+        pubs.stop()
+        if subscriber.is_alive():
+            subscriber.terminate()
+            subscriber.join(5)
+    if result.error:
+        raise BenchError(result.error)
+    first = min(r.first for r in published)
+    return PhaseResult("ceiling", n, first, result.last, max(r.last_puback for r in published))
+
+
+def measure_kneeguard(
+    broker: Mosquitto, backend: str, db_url: str, workdir: Path, n: int, publishers: int
+) -> PhaseResult:
+    timeout = timeout_for(n)
+    uuids = new_uuids(n)
+    engine = make_engine(db_url)
+    service = ServiceProcess(service_env(db_url, broker.url), workdir)
+    pubs = Publishers(broker.port, uuids, publishers, timeout)
+    try:
+        pubs.start()
+        service.wait_subscribed()
+        with profiler(service.pid, backend):
+            cpu_before = service.cpu_seconds()
+            pubs.fire()
+            deadline = time.monotonic() + timeout
+            while True:
+                time.sleep(POLL_INTERVAL)
+                stored = count_runs(engine)
+                if stored >= n:
+                    polled = time.time()
+                    cpu = service.cpu_seconds() - cpu_before
+                    break
+                if service.process.poll() is not None:
+                    raise BenchError(f"the service exited after {stored} rows:\n{service.tail()}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"only {stored} of {n} rows after {timeout:.0f}s")
+            published = pubs.results()
+            exact = exact_end(engine, db_url)
+        rss = service.peak_rss_mb()
+        code = service.terminate()
+        if code != 0:
+            raise BenchError(f"the service exited with {code}:\n{service.tail()}")
+        with engine.connect() as conn:
+            rows = list(conn.execute(select(Run.uuid)).scalars())
+    finally:
+        pubs.stop()
+        service.kill()
+        engine.dispose()
+    first = min(r.first for r in published)
+    end = polled
+    if exact is not None and first < exact <= polled + 0.05:
+        end = exact
+        say(
+            f"{backend}: last commit at +{exact - first:.3f}s (from the database), "
+            f"seen by polling at +{polled - first:.3f}s"
+        )
+    else:
+        say(f"{backend}: no exact commit time ({exact}); using the poll time")
+    say(f"{backend}: the service used {cpu:.1f}s of CPU ({cpu / (polled - first):.2f} cores)")
+    distinct = set(rows)
+    lost = n - len(distinct & set(uuids))
+    return PhaseResult(
+        backend,
+        n,
+        first,
+        end,
+        max(r.last_puback for r in published),
+        lost=lost,
+        duplicated=len(rows) - len(distinct),
+        peak_rss_mb=rss,
+    )
+
+
+def report(phase: PhaseResult) -> None:
+    say(
+        f"{phase.name}: {phase.n} messages in {phase.seconds:.2f}s = {phase.rate:.0f} msg/s "
+        f"(publishers done after {phase.publish_end - phase.first:.2f}s)"
+        + (
+            f"; lost {phase.lost}, duplicated {phase.duplicated}, peak RSS "
+            f"{phase.peak_rss_mb:.1f} MiB"
+            if phase.name != "ceiling"
+            else ""
+        )
+    )
+
+
+def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
+    """Run the three phases against one broker; returns the figures by name."""
+    if scale not in SIZES:
+        raise BenchError(f"unknown scale {scale!r}; use one of {', '.join(SIZES)}")
+    problem = environment_problem()
+    if problem:
+        raise BenchError(problem)
+    n = SIZES[scale]
+    count = publishers if publishers is not None else publishers_from_env()
+    say(f"ingest: {n} run messages, {count} publisher processes, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="kneeguard-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = Mosquitto(workdir / "broker")
+        broker.start()
+        try:
+            ceiling = measure_ceiling(broker, n, count)
+            report(ceiling)
+            with postgres_database() as pg_url:
+                pg = measure_kneeguard(broker, "postgresql", pg_url, workdir, n, count)
+            report(pg)
+            sqlite_dir = workdir / "sqlite"
+            lite = measure_kneeguard(
+                broker, "sqlite", sqlite_database(sqlite_dir), workdir, n, count
+            )
+            report(lite)
+        finally:
+            broker.stop()
+    return {
+        "ingest_ceiling": ceiling.rate,
+        "ingest_rate_postgresql": pg.rate,
+        "ingest_rate_sqlite": lite.rate,
+        "ingest_ratio_postgresql": pg.rate / ceiling.rate,
+        "ingest_ratio_sqlite": lite.rate / ceiling.rate,
+        "ingest_lost": float(pg.lost + lite.lost),
+        "ingest_duplicated": float(pg.duplicated + lite.duplicated),
+        "ingest_peak_rss_mb": max(pg.peak_rss_mb, lite.peak_rss_mb),
+    }
+
+
+UNITS = {
+    "ingest_ceiling": "msg/s",
+    "ingest_rate_postgresql": "msg/s",
+    "ingest_rate_sqlite": "msg/s",
+    "ingest_ratio_postgresql": "ratio",
+    "ingest_ratio_sqlite": "ratio",
+    "ingest_lost": "messages",
+    "ingest_duplicated": "messages",
+    "ingest_peak_rss_mb": "MiB",
+}
+
+
+def figures(scale: str) -> list[Figure]:
+    results = run(scale)
+    return [Figure(name, value, UNITS[name]) for name, value in results.items()]
+
+
+if __name__ == "__main__":
+    for figure in figures(scale_from_env()):
+        print(figure.line(), flush=True)

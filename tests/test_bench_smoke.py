@@ -1,0 +1,55 @@
+"""The ingest benchmark runs end to end at a tiny size (no timing is asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.ingest import environment_problem, run
+from tests.support import missing
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_ingest_benchmark_completes_without_losing_or_doubling_messages() -> None:
+    problem = environment_problem()
+    if problem:
+        missing(problem)
+    figures = run(scale="tiny", publishers=2)
+    assert figures["ingest_lost"] == 0
+    assert figures["ingest_duplicated"] == 0
+    for name in (
+        "ingest_ceiling",
+        "ingest_rate_postgresql",
+        "ingest_rate_sqlite",
+        "ingest_ratio_postgresql",
+        "ingest_ratio_sqlite",
+        "ingest_peak_rss_mb",
+    ):
+        assert figures[name] > 0, name
+
+
+@pytest.mark.postgres
+def test_sweep_benchmark_completes() -> None:
+    from bench.sweep import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert values["sweep_seconds_50"] > 0
+    assert values["sweep_scan_seconds_50"] > 0
+    assert values["sweep_scan_ratio_50"] > 0
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_latency_benchmark_completes() -> None:
+    from bench.latency import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert 0 < values["redflag_latency_p50"] <= values["redflag_latency_p99"]
+
+
+@pytest.mark.postgres
+def test_digest_benchmark_completes() -> None:
+    from bench.digests import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert values["digest_total_seconds_10"] > 0
