@@ -556,18 +556,35 @@ def measure_ceiling(broker: Mosquitto, n: int, publishers: int) -> PhaseResult:
 
 
 def measure_kneeguard(
-    broker: Mosquitto, backend: str, db_url: str, workdir: Path, n: int, publishers: int
+    broker: Mosquitto,
+    backend: str,
+    db_url: str,
+    workdir: Path,
+    n: int,
+    publishers: int,
+    replicas: int = 1,
 ) -> PhaseResult:
+    """KneeGuard ingest as `replicas` processes; more than one share the subscriptions
+    (`$share/kneeguard/...`), each with its own client id."""
     timeout = timeout_for(n)
     uuids = new_uuids(n)
     engine = make_engine(db_url)
-    service = ServiceProcess(service_env(db_url, broker.url), workdir)
+    services = []
+    for index in range(replicas):
+        env = service_env(db_url, broker.url)
+        if replicas > 1:
+            env.update(
+                KNEEGUARD_MQTT_SHARED_GROUP="kneeguard",
+                KNEEGUARD_MQTT_CLIENT_ID=f"kneeguard-ingest-{index}",
+            )
+        services.append(ServiceProcess(env, workdir))
     pubs = Publishers(broker.port, uuids, publishers, timeout)
     try:
         pubs.start()
-        service.wait_subscribed()
-        with profiler(service.pid, backend):
-            cpu_before = service.cpu_seconds()
+        for service in services:
+            service.wait_subscribed()
+        with profiler(services[0].pid, backend):
+            cpu_before = sum(service.cpu_seconds() for service in services)
             pubs.fire()
             deadline = time.monotonic() + timeout
             while True:
@@ -575,23 +592,28 @@ def measure_kneeguard(
                 stored = count_runs(engine)
                 if stored >= n:
                     polled = time.time()
-                    cpu = service.cpu_seconds() - cpu_before
+                    cpu = sum(service.cpu_seconds() for service in services) - cpu_before
                     break
-                if service.process.poll() is not None:
-                    raise BenchError(f"the service exited after {stored} rows:\n{service.tail()}")
+                for service in services:
+                    if service.process.poll() is not None:
+                        raise BenchError(
+                            f"the service exited after {stored} rows:\n{service.tail()}"
+                        )
                 if time.monotonic() > deadline:
                     raise BenchError(f"only {stored} of {n} rows after {timeout:.0f}s")
             published = pubs.results()
             exact = exact_end(engine, db_url)
-        rss = service.peak_rss_mb()
-        code = service.terminate()
-        if code != 0:
-            raise BenchError(f"the service exited with {code}:\n{service.tail()}")
+        rss = max(service.peak_rss_mb() for service in services)
+        for service in services:
+            code = service.terminate()
+            if code != 0:
+                raise BenchError(f"the service exited with {code}:\n{service.tail()}")
         with engine.connect() as conn:
             rows = list(conn.execute(select(Run.uuid)).scalars())
     finally:
         pubs.stop()
-        service.kill()
+        for service in services:
+            service.kill()
         engine.dispose()
     first = min(r.first for r in published)
     end = polled

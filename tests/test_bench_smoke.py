@@ -53,3 +53,13 @@ def test_digest_benchmark_completes() -> None:
 
     values = {f.name: f.value for f in figures("tiny")}
     assert values["digest_total_seconds_10"] > 0
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_scaleout_benchmark_completes_without_losing_or_doubling() -> None:
+    from bench.scaleout import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert values["scaleout_lost"] == 0 and values["scaleout_duplicated"] == 0
+    assert values["scaleout_rate_1"] > 0 and values["scaleout_rate_2"] > 0
