@@ -97,7 +97,7 @@ class MqttConnection:
         sink: MessageSink,
         *,
         clock: Callable[[], Any] = utcnow,
-        max_inflight: int = 1000,
+        max_inflight: int = 0,
     ) -> None:
         self.address = address
         self._subscriptions = list(subscriptions)
@@ -120,6 +120,9 @@ class MqttConnection:
         )
         client.enable_logger(logging.getLogger("ingest.paho"))
         client.reconnect_delay_set(min_delay=1, max_delay=120)
+        # 0 = no window for our own QoS 1 publishes (the acks). With a window, paho walks every
+        # outstanding message on each PUBACK to find queued ones to send; under a burst that scan
+        # was half of the network thread's time in the ingest profile.
         client.max_inflight_messages_set(max_inflight)
         if address.username is not None:
             client.username_pw_set(address.username, address.password)
