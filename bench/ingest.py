@@ -49,6 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, func, select, text
 
 from bench import BenchError, Figure, scale_from_env
+from bench._db import PG_ADMIN, fresh_postgres
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.models import Run
@@ -68,8 +69,6 @@ ATHLETE = "bench-athlete"
 DEVICE = "bench-watch"
 RUN_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/run"
 SUBSCRIPTION = f"{PREFIX}/+/+/run"
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 POLL_INTERVAL = 0.2
 PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
 DEFAULT_PUBLISHERS = 2
@@ -317,12 +316,14 @@ def ceiling_main(
 
 
 class ServiceProcess:
-    """`python -m kneeguard run --only ingest` with its stderr collected line by line."""
+    """`python -m kneeguard run --only ingest` (or other `args`) with its stderr collected."""
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, args: Sequence[str] = ("run", "--only", "ingest")
+    ) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kneeguard", "run", "--only", "ingest"],
+            [sys.executable, "-m", "kneeguard", *args],
             env=env,
             cwd=cwd,
             stdout=subprocess.DEVNULL,
@@ -448,19 +449,11 @@ def register(engine: Engine) -> None:
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database with the athlete and device; dropped afterwards."""
-    name = f"kneeguard_bench_{uuidlib.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_URL.format(name=name)
-    try:
+    with fresh_postgres() as url:
         engine = make_engine(url)
-        upgrade(engine)
         register(engine)
         engine.dispose()
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def sqlite_database(directory: Path) -> str:

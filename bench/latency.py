@@ -13,10 +13,8 @@ import json
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid as uuidlib
 from datetime import UTC, datetime
@@ -74,25 +72,6 @@ def background(port: int, rate: int, stop: MPEvent) -> None:
     client.loop_stop()
 
 
-class FullService(ServiceProcess):
-    """The whole service (`kneeguard run`): ingest, rules, scheduler and the outbox worker."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.lines = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kneeguard", "run"],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        self._reader = threading.Thread(target=self._read, args=(self.process.stderr,))
-        self._reader.daemon = True
-        self._reader.start()
-
-
 def figures(scale: str) -> list[Figure]:
     flags, rate = SIZES[scale]
     with tempfile.TemporaryDirectory() as tmp, fresh_postgres() as url:
@@ -119,7 +98,7 @@ def figures(scale: str) -> list[Figure]:
             KNEEGUARD_SMTP_URL=smtp.url,
             KNEEGUARD_LOG_LEVEL="INFO",
         )
-        service = FullService(env, Path(tmp))
+        service = ServiceProcess(env, Path(tmp), args=("run",))  # the whole service
         stop = multiprocessing.get_context("spawn").Event()
         bg = multiprocessing.get_context("spawn").Process(
             target=background, args=(broker.port, rate, stop)
