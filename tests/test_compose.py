@@ -37,8 +37,6 @@ LONG_RUNNING = ("postgres", "mosquitto", "mailpit", "kneeguard")
 ONE_SHOT = ("migrate", "broker-init")
 # Created by the operator before the TLS override is used (docs/OPERATIONS.md, "TLS").
 OPERATOR_PROVIDED = {"./deploy/mosquitto/certs"}
-# Commands docs/OPERATIONS.md marks "(issue 7)": checked once the CLI has them.
-PLANNED = {"athlete export", "athlete delete", "device revoke"}
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -320,8 +318,6 @@ def resolve(args: list[str]) -> click.Command | None:
         name = rest.pop(0)
         sub = command.commands.get(name)
         if sub is None:
-            if " ".join([*path, name]) in PLANNED:
-                return None
             raise AssertionError(f"`kneeguard {' '.join([*path, name])}` does not exist")
         command, path = sub, [*path, name]
     options = {opt for param in command.params for opt in getattr(param, "opts", [])}
