@@ -36,6 +36,8 @@ def make_engine(url: str, *, create_dirs: bool = False, **kwargs: Any) -> Engine
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
         kwargs.setdefault("pool_pre_ping", True)
+    # Statement parameters are health data: keep them out of exception texts and tracebacks.
+    kwargs.setdefault("hide_parameters", True)
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
