@@ -3,12 +3,10 @@ nothing listening there (the embedded broker); plus its mail folder and broker p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
@@ -88,14 +86,6 @@ def assert_the_story_was_told(out: Path, output: str) -> None:
         assert path.name in index and str(path) in output
     assert f"{digests[0][0]}  (coach digest)" in output and "Alerts raised" in output
     assert "does not diagnose" in output
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosq = Mosquitto(tmp_path / "broker")
-    mosq.start()
-    yield mosq
-    mosq.stop()
 
 
 def test_a_shortened_demo_on_the_configured_broker_tells_the_story_in_alerts_and_emails(

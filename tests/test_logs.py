@@ -13,8 +13,6 @@ import base64
 import re
 import signal
 import uuid as uuidlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -30,7 +28,7 @@ from tests.support import (
     device_client,
     wait_until,
 )
-from tests.test_service import ServiceProcess, service_env
+from tests.test_service import service
 
 PREFIX = "kneeguard/v1"
 CHECKIN = f"{PREFIX}/ann/watch/checkin"
@@ -52,19 +50,6 @@ def records(log: str) -> list[tuple[str, str]]:
         else:
             found.append(("UNKNOWN", line))
     return found
-
-
-@contextmanager
-def service_at(level: str, db_url: str, broker_url: str, **extra: str) -> Iterator[ServiceProcess]:
-    proc = ServiceProcess(
-        {**service_env(db_url, broker_url, **extra), "KNEEGUARD_LOG_LEVEL": level}
-    )
-    try:
-        yield proc
-    finally:
-        if proc.process.poll() is None:
-            proc.process.kill()
-            proc.wait()
 
 
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])
@@ -96,7 +81,7 @@ def test_logs_hold_no_credentials_and_no_payload(
         "KNEEGUARD_NTFY_URL": f"http://pusher:{ntfy_password}@127.0.0.1:{push.port}",
     }
     try:
-        with service_at(level, sqlite_url, broker.url, **env) as proc:
+        with service(sqlite_url, broker.url, KNEEGUARD_LOG_LEVEL=level, **env) as proc:
             proc.wait_subscribed()
             with device_client(broker.port) as device:
                 # Ingest: accepted, rejected for a bad field, a note over the limit, a device

@@ -75,8 +75,8 @@ def service_env(db_url: str, broker_url: str, **extra: str) -> dict[str, str]:
         KNEEGUARD_DATABASE_URL=db_url,
         KNEEGUARD_MQTT_URL=broker_url,
         KNEEGUARD_LOG_LEVEL="INFO",
-        **extra,
     )
+    env.update(extra)  # may override the defaults above
     return env
 
 
