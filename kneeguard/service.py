@@ -17,7 +17,6 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine
 
-from db.engine import check_ready, make_engine
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, MqttConnection
 from ingest.topics import Topics
@@ -83,12 +82,6 @@ class Service:
         self.scheduler: BackgroundScheduler | None = None
         if self.only is None:
             self.scheduler = self._build_scheduler()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Service:
-        engine = make_engine(settings.database_url)
-        check_ready(engine, settings.database_url)
-        return cls(settings, engine)
 
     def _submit(self, message: Inbound) -> None:
         self.writer.submit(message)
