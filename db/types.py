@@ -12,6 +12,19 @@ from sqlalchemy.types import TypeDecorator
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def sqlite_datetime_text(value: datetime | None) -> str | None:
+    """What `UTCDateTime` stores on SQLite: naive UTC text with microseconds, as SQLAlchemy's
+    SQLite DATETIME writes it, so that stored values compare and sort as text."""
+    if value is None:
+        return None
+    if value.tzinfo is UTC:
+        # Ingest's common case, already in UTC: drop the "+00:00".
+        return value.isoformat(" ", "microseconds")[:-6]
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware instant, stored in UTC on every backend.
 

@@ -8,6 +8,7 @@ answered `duplicate`, because rows are keyed on `header.uuid`.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -17,10 +18,10 @@ from typing import Any, Protocol
 
 from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Engine, Table, insert, select, tuple_
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from db.models import Checkin, DeadLetter, Device, Run
+from db.types import UTCDateTime, sqlite_datetime_text
 from ingest.messages import (
     Inbound,
     Invalid,
@@ -41,35 +42,93 @@ CHECKINS: Table = Checkin.__table__  # type: ignore[assignment]
 DEAD_LETTERS: Table = DeadLetter.__table__  # type: ignore[assignment]
 
 
-def _insert_new_psycopg(
+def _insert_new_postgresql(
     conn: Connection, table: Table, rows: list[dict[str, Any]]
 ) -> dict[str, int]:
-    """PostgreSQL: one prepared INSERT .. ON CONFLICT DO NOTHING RETURNING, pipelined.
+    """PostgreSQL: COPY the batch into a temporary table, then one INSERT .. SELECT.
 
-    SQLAlchemy's multi-row VALUES statement has a different text for every batch size, with
-    tens of thousands of parameters that psycopg converts one by one while holding the GIL;
-    profiling ingest showed it at half of the service's CPU. psycopg's own `executemany` sends
-    one prepared statement with the rows in a pipeline, inside the same transaction.
+    The temporary table lives as long as the database connection and is emptied at every commit;
+    creating it is part of the batch's transaction, so a rolled-back batch leaves nothing behind.
+    COPY sends the rows as one stream that psycopg formats in C, where a pipelined prepared
+    INSERT (the previous way) cost a result set per row: measured on a batch of 500 runs, about
+    half the CPU per row (bench/ingest.py, docs/BENCHMARKS.md).
     """
     columns = list(rows[0])
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - model names
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        "ON CONFLICT (uuid) DO NOTHING RETURNING uuid, id"
-    )
-    params = [tuple(Json(row[c]) if c in json_columns else row[c] for c in columns) for row in rows]
+    names = ", ".join(columns)
+    staging = f"kneeguard_incoming_{table.name}"
     driver = conn.connection.driver_connection
     assert driver is not None
-    inserted: dict[str, int] = {}
     with driver.cursor() as cursor:
-        cursor.executemany(sql, params, returning=True)
-        while True:
-            for uuid, row_id in cursor.fetchall():
-                inserted[uuid] = row_id
-            if not cursor.nextset():
-                break
-    return inserted
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "  # noqa: S608
+            f"SELECT {names} FROM {table.name} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            if json_columns:
+                for row in rows:
+                    copy.write_row([Json(row[c]) if c in json_columns else row[c] for c in columns])
+            else:
+                for row in rows:
+                    copy.write_row(list(row.values()))
+        cursor.execute(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "  # noqa: S608
+            "ON CONFLICT (uuid) DO NOTHING RETURNING uuid, id"
+        )
+        # Rows staged earlier in the same transaction are conflicts by now, so they are neither
+        # inserted twice nor returned again.
+        return {uuid: row_id for uuid, row_id in cursor.fetchall()}
+
+
+def _sqlite_params(table: Table, rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """The rows as SQLAlchemy would bind them on SQLite: times as UTC text, JSON as text."""
+    columns = list(rows[0])
+    times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+    documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    params = []
+    for row in rows:
+        values = list(row.values())
+        for i in times:
+            values[i] = sqlite_datetime_text(values[i])
+        for i in documents:
+            if values[i] is not None:
+                values[i] = json.dumps(values[i])
+        params.append(values)
+    return params
+
+
+def _insert_new_sqlite(
+    conn: Connection, table: Table, rows: list[dict[str, Any]]
+) -> dict[str, int]:
+    """SQLite: one `executemany` on the driver with values already in their stored form.
+
+    SQLAlchemy's bulk INSERT .. RETURNING ran every value through its type processors one call
+    at a time; in the ingest profile that was a quarter of the writer's CPU. sqlite3's
+    `executemany` cannot return rows, but the rows it inserted are the newest ones: the
+    transaction holds SQLite's write lock from its first insert, and a new row's id is larger
+    than every id in the table.
+    """
+    columns = list(rows[0])
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - model names
+        f"VALUES ({', '.join(['?'] * len(columns))}) ON CONFLICT (uuid) DO NOTHING"
+    )
+    params = _sqlite_params(table, rows)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(sql, params)
+        count = cursor.rowcount
+        if count <= 0:
+            return {}
+        cursor.execute(
+            f"SELECT uuid, id FROM {table.name} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (count,),
+        )
+        return {uuid: row_id for uuid, row_id in cursor.fetchall()}
+    finally:
+        cursor.close()
 
 
 class Broker(Protocol):
@@ -337,13 +396,10 @@ class Writer:
         """Insert rows whose uuid is new; return uuid -> id of the rows actually inserted."""
         dialect = conn.dialect.name
         if dialect == "postgresql":
-            return _insert_new_psycopg(conn, table, rows)
+            return _insert_new_postgresql(conn, table, rows)
         if dialect == "sqlite":
-            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["uuid"])
-        else:  # pragma: no cover - only the two supported backends reach here
-            raise RuntimeError(f"unsupported database {dialect}")
-        result = conn.execute(stmt.returning(table.c.uuid, table.c.id), rows)
-        return {uuid: row_id for uuid, row_id in result}
+            return _insert_new_sqlite(conn, table, rows)
+        raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover
 
     @staticmethod
     def _dead_letter(message: Inbound, item: Invalid) -> dict[str, Any]:

@@ -1,0 +1,184 @@
+"""The ingest writer's storage paths, against real SQLite and PostgreSQL.
+
+Each backend has its own bulk insert (COPY into a staging table on PostgreSQL, the driver's
+`executemany` on SQLite); these tests hold both to the same results: what is stored, which ids
+come back for which uuid, and what counts as a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import sqlite
+
+from db.models import Checkin, Run
+from db.types import UTCDateTime, sqlite_datetime_text
+from ingest.messages import Inbound
+from ingest.mqtt import ReadBufferedSocket
+from ingest.topics import Topics
+from ingest.writer import Writer
+from tests.support import checkin_payload, run_payload
+from tests.test_ingest import CHECKIN_TOPIC, RUN_TOPIC, register
+
+TOPICS = Topics("kneeguard/v1")
+RECEIVED = datetime(2026, 11, 2, 9, 30, 0, 250_000, tzinfo=UTC)
+
+
+class Recorder:
+    """The writer's broker side, recorded (the database is the boundary under test here)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.acked: list[int] = []
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.published.append((topic, json.loads(payload)))
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+def inbound(topic: str, payload: dict[str, Any], mid: int) -> Inbound:
+    return Inbound(topic, json.dumps(payload).encode(), mid, 1, RECEIVED)
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Writer:
+    register(engine)
+    return Writer(engine, TOPICS, Recorder())
+
+
+def stored_ids(engine: Engine, model: type[Run] | type[Checkin]) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {uuid: row_id for uuid, row_id in conn.execute(select(model.uuid, model.id))}
+
+
+def test_a_mixed_batch_returns_the_id_of_each_stored_row(writer: Writer, engine: Engine) -> None:
+    runs = [run_payload() for _ in range(5)]
+    checkins = [checkin_payload(pain_sites=[{"side": "left", "aspect": "lateral"}])]
+    batch = [inbound(RUN_TOPIC, p, i) for i, p in enumerate(runs, 1)]
+    batch.insert(2, inbound(CHECKIN_TOPIC, checkins[0], 99))
+    outcomes = writer.store_batch(batch)
+    assert [o.message.mid for o in outcomes] == [m.mid for m in batch]
+    assert {o.status for o in outcomes} == {"accepted"}
+    run_ids = stored_ids(engine, Run)
+    checkin_ids = stored_ids(engine, Checkin)
+    for outcome in outcomes:
+        assert outcome.stored is not None
+        ids = run_ids if outcome.stored.kind.value == "run" else checkin_ids
+        assert ids[outcome.stored.uuid] == outcome.stored.id
+    with engine.connect() as conn:
+        checkin = conn.execute(select(Checkin)).one()
+    assert checkin.pain_sites == [{"side": "left", "aspect": "lateral"}]
+    assert checkin.received_at == RECEIVED
+
+
+def test_rows_already_stored_are_duplicates_and_new_ones_get_their_own_ids(
+    writer: Writer, engine: Engine
+) -> None:
+    old = [run_payload() for _ in range(3)]
+    writer.store_batch([inbound(RUN_TOPIC, p, i) for i, p in enumerate(old, 1)])
+    before = stored_ids(engine, Run)
+    new = [run_payload() for _ in range(4)]
+    mixed = [old[1], new[0], old[0], new[1], new[2], old[2], new[3]]
+    outcomes = writer.store_batch([inbound(RUN_TOPIC, p, i) for i, p in enumerate(mixed, 10)])
+    statuses = [o.status for o in outcomes]
+    dup, new_ = "duplicate", "accepted"
+    assert statuses == [dup, new_, dup, new_, new_, dup, new_]
+    after = stored_ids(engine, Run)
+    assert len(after) == 7
+    assert {u: after[u] for u in before} == before
+    for outcome in outcomes:
+        if outcome.stored is not None:
+            assert after[outcome.stored.uuid] == outcome.stored.id
+            assert outcome.stored.id > max(before.values())
+
+
+def test_a_batch_of_only_duplicates_stores_nothing(writer: Writer, engine: Engine) -> None:
+    payload = run_payload()
+    writer.store_batch([inbound(RUN_TOPIC, payload, 1)])
+    outcomes = writer.store_batch([inbound(RUN_TOPIC, payload, 2)])
+    assert [o.status for o in outcomes] == ["duplicate"]
+    assert len(stored_ids(engine, Run)) == 1
+
+
+def test_stored_times_compare_with_times_bound_by_sqlalchemy(
+    writer: Writer, engine: Engine
+) -> None:
+    """Rows written by the bulk path and bounds bound by SQLAlchemy meet exactly: an instant
+    equal to the stored start is found by >=, <= and ==, whatever offset it was sent with."""
+    start = datetime(2026, 11, 2, 7, 0, tzinfo=timezone(timedelta(hours=1)))
+    payload = run_payload(
+        effective_time_frame={
+            "time_interval": {
+                "start_date_time": start.isoformat(),
+                "end_date_time": (start + timedelta(minutes=40)).isoformat(),
+            }
+        }
+    )
+    writer.store_batch([inbound(RUN_TOPIC, payload, 1)])
+    instant = start.astimezone(UTC)
+    with engine.connect() as conn:
+        for condition in (
+            Run.start_time == instant,
+            Run.start_time >= instant,
+            Run.start_time <= instant,
+        ):
+            assert conn.execute(select(Run.id).where(condition)).all(), condition
+        assert not conn.execute(select(Run.id).where(Run.start_time > instant)).all()
+        assert conn.execute(select(Run.start_time)).scalar_one() == instant
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1000, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone.min]),
+    )
+)
+def test_sqlite_datetime_text_is_what_sqlalchemy_stores(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    column = UTCDateTime()
+    bound = column.process_bind_param(value, dialect)
+    process = sqlite.DATETIME().bind_processor(dialect)  # type: ignore[no-untyped-call]
+    assert process is not None
+    assert sqlite_datetime_text(value) == process(bound)
+
+
+def test_sqlite_datetime_text_refuses_naive_times() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_datetime_text(datetime(2026, 11, 2, 7, 0))
+
+
+def test_read_buffered_socket_serves_packets_from_one_read() -> None:
+    left, right = socket.socketpair()
+    try:
+        right.setblocking(False)
+        reader = ReadBufferedSocket(right)
+        publish = b"\x32\x05" + b"topic"
+        puback = b"\x40\x02\x00\x07"
+        left.sendall(publish + puback)
+        # paho's pattern: one command byte, the length bytes, then the rest.
+        assert reader.recv(1) == b"\x32"
+        assert reader.pending() == len(publish + puback) - 1
+        assert reader.recv(1) == b"\x05"
+        assert reader.recv(5) == b"topic"
+        assert reader.recv(1) == b"\x40"
+        assert reader.recv(1) == b"\x02"
+        assert reader.recv(10) == b"\x00\x07"  # a short read, as a socket may give
+        assert reader.pending() == 0
+        with pytest.raises(BlockingIOError):
+            reader.recv(1)
+        assert reader.fileno() == right.fileno()
+        left.close()
+        assert reader.recv(1) == b""  # end of stream reaches paho as from a socket
+    finally:
+        left.close()
+        right.close()
