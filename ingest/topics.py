@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -51,24 +52,7 @@ class Topics:
 
     def parse(self, topic: str) -> DeviceTopic:
         """Parse an inbound device topic; raise `TopicError` naming what is wrong."""
-        head = self.prefix + "/"
-        if not topic.startswith(head):
-            raise TopicError(f"topic is not under {self.prefix!r}")
-        parts = topic[len(head) :].split("/")
-        if len(parts) != 3:
-            raise TopicError("topic must be {prefix}/{athlete_id}/{device_id}/{run|checkin}")
-        athlete_id, device_id, kind = parts
-        if not ID_PATTERN.fullmatch(athlete_id):
-            raise TopicError("athlete id in topic must match [A-Za-z0-9_-]{1,64}")
-        if not ID_PATTERN.fullmatch(device_id):
-            raise TopicError("device id in topic must match [A-Za-z0-9_-]{1,64}")
-        try:
-            parsed_kind = Kind(kind)
-        except ValueError:
-            raise TopicError(
-                f"unknown message kind {kind[:32]!r}; expected run or checkin"
-            ) from None
-        return DeviceTopic(athlete_id, device_id, parsed_kind)
+        return _parse(self.prefix, topic)
 
     def ack(self, athlete_id: str, device_id: str) -> str:
         return f"{self.prefix}/{athlete_id}/{device_id}/ack"
@@ -81,3 +65,26 @@ class Topics:
 
     def inbound(self, athlete_id: str, device_id: str, kind: Kind) -> str:
         return f"{self.prefix}/{athlete_id}/{device_id}/{kind.value}"
+
+
+# A club's devices publish on a few hundred topics over and over: parse each once. Only topics
+# that parse are remembered (a raised TopicError is not cached), so junk cannot fill the cache
+# with more than its bound.
+@functools.lru_cache(maxsize=8192)
+def _parse(prefix: str, topic: str) -> DeviceTopic:
+    head = prefix + "/"
+    if not topic.startswith(head):
+        raise TopicError(f"topic is not under {prefix!r}")
+    parts = topic[len(head) :].split("/")
+    if len(parts) != 3:
+        raise TopicError("topic must be {prefix}/{athlete_id}/{device_id}/{run|checkin}")
+    athlete_id, device_id, kind = parts
+    if not ID_PATTERN.fullmatch(athlete_id):
+        raise TopicError("athlete id in topic must match [A-Za-z0-9_-]{1,64}")
+    if not ID_PATTERN.fullmatch(device_id):
+        raise TopicError("device id in topic must match [A-Za-z0-9_-]{1,64}")
+    try:
+        parsed_kind = Kind(kind)
+    except ValueError:
+        raise TopicError(f"unknown message kind {kind[:32]!r}; expected run or checkin") from None
+    return DeviceTopic(athlete_id, device_id, parsed_kind)
