@@ -406,6 +406,8 @@ def test_tls_listener_serves_the_service_and_refuses_plain_mqtt(tmp_path: Path) 
         url = f"mqtts://{SERVICE_USER}:{SERVICE_PASSWORD}@127.0.0.1:{mosq.tls_port}?cafile={cert}"
         with Service(url) as service:
             service.connection.publish_confirmed(TOPICS.alerts("ann"), b"{}")
+            # TLS sockets buffer their own reads; only plain TCP gets the read buffer.
+            assert not service.connection.buffered_reads
         tls = connack(mosq.tls_port, SERVICE_USER, SERVICE_PASSWORD, cafile=cert)
         assert tls is not None and not tls.is_failure
         anonymous = connack(mosq.tls_port, None, None, cafile=cert)

@@ -112,6 +112,18 @@ def test_checkin_is_stored_with_symptoms_and_sites(running: Running) -> None:
     assert row.context == "post_run"
 
 
+def test_a_burst_over_plain_tcp_is_read_through_the_read_buffer(running: Running) -> None:
+    """Fails if a paho release stops creating its socket where `ReadBufferedSocket` hooks in,
+    rather than letting ingest silently fall back to paho's reads."""
+    assert running.service.connection.buffered_reads
+    payloads = [run_payload() for _ in range(300)]
+    for payload in payloads:
+        running.device.publish(RUN_TOPIC, payload)
+    for payload in payloads:
+        assert running.device.ack_for(payload["header"]["uuid"])["status"] == "accepted"
+    assert running.count(Run) == 300
+
+
 def test_same_uuid_twice_is_one_row_and_a_duplicate_ack(running: Running) -> None:
     payload = run_payload()
     uuid = payload["header"]["uuid"]
