@@ -1,12 +1,17 @@
 """Ingest throughput: KneeGuard against a bare MQTT subscriber, on PostgreSQL and SQLite.
 
 One run starts one mosquitto with the shipped deploy config (tests.support.Mosquitto) and measures
-three consumers of the same burst of N run messages, one after the other:
+four consumers of the same burst of N run messages, one after the other:
 
 1. the ceiling: a bare paho 2.x subscriber (callback API v2, QoS 1, persistent session) that only
    counts what it receives;
-2. `python -m kneeguard run --only ingest` on a fresh PostgreSQL database;
-3. the same on SQLite (a file in a temporary directory).
+2. the ceiling with acks: the same subscriber, also publishing one QoS 1 message per message
+   received to the device's ack topic, which is the MQTT work the contract asks of KneeGuard
+   (reported beside the ceiling, not used for the ratios);
+3. `python -m kneeguard run --only ingest` on a fresh PostgreSQL database;
+4. the same on SQLite (a file in a temporary directory).
+
+Each consumer's CPU time during the burst (user + system, all threads) is reported per message.
 
 Each consumer is connected and subscribed first. Then publisher processes (spawned, one paho
 client each, 1000 messages in flight) publish their share of N pre-generated payloads at QoS 1
@@ -68,9 +73,11 @@ PREFIX = "kneeguard/v1"
 ATHLETE = "bench-athlete"
 DEVICE = "bench-watch"
 RUN_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/run"
+ACK_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/ack"
 SUBSCRIPTION = f"{PREFIX}/+/+/run"
 POLL_INTERVAL = 0.2
 PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
+ACK_PAYLOAD = b'{"uuid":"%s","status":"accepted","errors":[]}' % PLACEHOLDER.encode()
 DEFAULT_PUBLISHERS = 2
 
 # Start method for publisher and ceiling processes: spawn, so that no thread of this process
@@ -261,12 +268,22 @@ class CeilingResult:
     received: int
     last: float
     error: str | None = None
+    cpu_seconds: float = 0.0
 
 
 def ceiling_main(
-    port: int, expected: int, ready: MPEvent, results: MPQueue[CeilingResult], timeout: float
+    port: int,
+    expected: int,
+    ready: MPEvent,
+    results: MPQueue[CeilingResult],
+    timeout: float,
+    acks: bool = False,
 ) -> None:
-    """A subscriber process that only counts messages and notes the time of the last one."""
+    """A subscriber process that only counts messages and notes the time of the last one.
+
+    With `acks`, it also publishes one QoS 1 message per message received to the device's ack
+    topic, as the contract asks of KneeGuard (docs/PROTOCOL.md), without looking at the payload.
+    """
     received = 0
     last = 0.0
     done = threading.Event()
@@ -276,6 +293,8 @@ def ceiling_main(
         nonlocal received, last
         received += 1
         last = time.time()
+        if acks:
+            client.publish(ACK_TOPIC, ACK_PAYLOAD, qos=1)
         if received >= expected:
             done.set()
 
@@ -290,6 +309,7 @@ def ceiling_main(
         client_id="bench-ceiling",
         clean_session=False,
     )
+    client.max_inflight_messages_set(0)
     client.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
     client.on_connect = on_connect
     client.on_subscribe = lambda *args: subscribed.set()
@@ -301,10 +321,11 @@ def ceiling_main(
         results.put(CeilingResult(0, 0.0, "the ceiling subscriber could not subscribe"))
         return
     ready.set()
+    cpu_before = time.process_time()
     error = None
     if not done.wait(timeout):
         error = f"the ceiling subscriber got {received} of {expected} messages in {timeout:.0f}s"
-    results.put(CeilingResult(received, last, error))
+    results.put(CeilingResult(received, last, error, time.process_time() - cpu_before))
     # Leave no persistent subscription behind to queue the next phases' messages.
     client.unsubscribe(SUBSCRIPTION)
     time.sleep(0.2)
@@ -503,6 +524,12 @@ class PhaseResult:
     lost: int = 0
     duplicated: int = 0
     peak_rss_mb: float = 0.0
+    cpu_seconds: float = 0.0
+
+    @property
+    def cpu_us_per_message(self) -> float:
+        """CPU time the consumer spent per message (user + system, all its threads)."""
+        return self.cpu_seconds / self.n * 1e6
 
     @property
     def seconds(self) -> float:
@@ -520,12 +547,13 @@ def timeout_for(n: int) -> float:
     return 120 + n / 200
 
 
-def measure_ceiling(broker: Mosquitto, n: int, publishers: int) -> PhaseResult:
+def measure_ceiling(broker: Mosquitto, n: int, publishers: int, acks: bool = False) -> PhaseResult:
     timeout = timeout_for(n)
+    name = "ceiling with acks" if acks else "ceiling"
     ready = _MP.Event()
     results: MPQueue[CeilingResult] = _MP.Queue()
     subscriber = _MP.Process(
-        target=ceiling_main, args=(broker.port, n, ready, results, timeout), daemon=True
+        target=ceiling_main, args=(broker.port, n, ready, results, timeout, acks), daemon=True
     )
     subscriber.start()
     pubs = Publishers(broker.port, new_uuids(n), publishers, timeout)
@@ -545,7 +573,18 @@ def measure_ceiling(broker: Mosquitto, n: int, publishers: int) -> PhaseResult:
     if result.error:
         raise BenchError(result.error)
     first = min(r.first for r in published)
-    return PhaseResult("ceiling", n, first, result.last, max(r.last_puback for r in published))
+    say(
+        f"{name}: the subscriber used {result.cpu_seconds:.1f}s of CPU "
+        f"({result.cpu_seconds / (result.last - first):.2f} cores)"
+    )
+    return PhaseResult(
+        name,
+        n,
+        first,
+        result.last,
+        max(r.last_puback for r in published),
+        cpu_seconds=result.cpu_seconds,
+    )
 
 
 def measure_kneeguard(
@@ -630,17 +669,19 @@ def measure_kneeguard(
         lost=lost,
         duplicated=len(rows) - len(distinct),
         peak_rss_mb=rss,
+        cpu_seconds=cpu,
     )
 
 
 def report(phase: PhaseResult) -> None:
     say(
         f"{phase.name}: {phase.n} messages in {phase.seconds:.2f}s = {phase.rate:.0f} msg/s "
-        f"(publishers done after {phase.publish_end - phase.first:.2f}s)"
+        f"(publishers done after {phase.publish_end - phase.first:.2f}s), "
+        f"{phase.cpu_us_per_message:.0f} µs of CPU per message"
         + (
             f"; lost {phase.lost}, duplicated {phase.duplicated}, peak RSS "
             f"{phase.peak_rss_mb:.1f} MiB"
-            if phase.name != "ceiling"
+            if not phase.name.startswith("ceiling")
             else ""
         )
     )
@@ -663,6 +704,8 @@ def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
         try:
             ceiling = measure_ceiling(broker, n, count)
             report(ceiling)
+            with_acks = measure_ceiling(broker, n, count, acks=True)
+            report(with_acks)
             with postgres_database() as pg_url:
                 pg = measure_kneeguard(broker, "postgresql", pg_url, workdir, n, count)
             report(pg)
@@ -675,6 +718,7 @@ def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
             broker.stop()
     return {
         "ingest_ceiling": ceiling.rate,
+        "ingest_ceiling_with_acks": with_acks.rate,
         "ingest_rate_postgresql": pg.rate,
         "ingest_rate_sqlite": lite.rate,
         "ingest_ratio_postgresql": pg.rate / ceiling.rate,
@@ -682,11 +726,16 @@ def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
         "ingest_lost": float(pg.lost + lite.lost),
         "ingest_duplicated": float(pg.duplicated + lite.duplicated),
         "ingest_peak_rss_mb": max(pg.peak_rss_mb, lite.peak_rss_mb),
+        "ingest_cpu_per_message_ceiling": ceiling.cpu_us_per_message,
+        "ingest_cpu_per_message_ceiling_with_acks": with_acks.cpu_us_per_message,
+        "ingest_cpu_per_message_postgresql": pg.cpu_us_per_message,
+        "ingest_cpu_per_message_sqlite": lite.cpu_us_per_message,
     }
 
 
 UNITS = {
     "ingest_ceiling": "msg/s",
+    "ingest_ceiling_with_acks": "msg/s",
     "ingest_rate_postgresql": "msg/s",
     "ingest_rate_sqlite": "msg/s",
     "ingest_ratio_postgresql": "ratio",
@@ -694,6 +743,10 @@ UNITS = {
     "ingest_lost": "messages",
     "ingest_duplicated": "messages",
     "ingest_peak_rss_mb": "MiB",
+    "ingest_cpu_per_message_ceiling": "us",
+    "ingest_cpu_per_message_ceiling_with_acks": "us",
+    "ingest_cpu_per_message_postgresql": "us",
+    "ingest_cpu_per_message_sqlite": "us",
 }
 
 

@@ -24,6 +24,10 @@ def test_ingest_benchmark_completes_without_losing_or_doubling_messages() -> Non
         "ingest_ratio_postgresql",
         "ingest_ratio_sqlite",
         "ingest_peak_rss_mb",
+        "ingest_ceiling_with_acks",
+        "ingest_cpu_per_message_ceiling",
+        "ingest_cpu_per_message_postgresql",
+        "ingest_cpu_per_message_sqlite",
     ):
         assert figures[name] > 0, name
 
