@@ -1,7 +1,7 @@
 """Ingest throughput: KneeGuard against a bare MQTT subscriber, on PostgreSQL and SQLite.
 
 One run starts one mosquitto with the shipped deploy config (tests.support.Mosquitto) and measures
-four consumers of the same burst of N run messages, one after the other:
+five consumers of the same burst of N run messages, one after the other:
 
 1. the ceiling: a bare paho 2.x subscriber (callback API v2, QoS 1, persistent session) that only
    counts what it receives;
@@ -9,7 +9,9 @@ four consumers of the same burst of N run messages, one after the other:
    received to the device's ack topic, which is the MQTT work the contract asks of KneeGuard
    (reported beside the ceiling, not used for the ratios);
 3. `python -m kneeguard run --only ingest` on a fresh PostgreSQL database;
-4. the same on SQLite (a file in a temporary directory).
+4. two such processes sharing the subscriptions (`$share/kneeguard/...`, the design's scale-out),
+   on a fresh PostgreSQL database: what a two-core machine can give ingest;
+5. one process on SQLite (a file in a temporary directory).
 
 Each consumer's CPU time during the burst (user + system, all threads) is reported per message.
 
@@ -139,6 +141,7 @@ class PublishResult:
     last_puback: float
     sent: int
     error: str | None = None
+    cpu_seconds: float = 0.0
 
 
 def _connect_and_wait(client: mqtt.Client, port: int, timeout: float = 10) -> None:
@@ -198,6 +201,7 @@ def publisher_main(
     ready.set()
     go.wait()
     first = time.time()
+    cpu_before = time.process_time()
     error = None
     for payload in payloads:
         info = client.publish(RUN_TOPIC, payload, qos=1)
@@ -206,7 +210,7 @@ def publisher_main(
             break
     if error is None and not done.wait(timeout):
         error = f"only {acked} of {len(payloads)} PUBACKs within {timeout:.0f}s"
-    results.put(PublishResult(first, last[0], acked, error))
+    results.put(PublishResult(first, last[0], acked, error, time.process_time() - cpu_before))
     client.disconnect()
     client.loop_stop()
 
@@ -543,6 +547,22 @@ class PhaseResult:
 # --- the three phases -------------------------------------------------------------------------
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot, all cores (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_report(name: str, busy: float, seconds: float, published: Sequence[PublishResult]) -> None:
+    """Where the machine's CPU went during a phase: the case that every consumer shares it."""
+    publishers = sum(r.cpu_seconds for r in published)
+    say(
+        f"{name}: the machine was busy {busy:.1f} CPU-seconds in {seconds:.2f}s "
+        f"({busy / seconds:.2f} of {os.cpu_count()} cores); the publishers used {publishers:.1f}"
+    )
+
+
 def timeout_for(n: int) -> float:
     return 120 + n / 200
 
@@ -561,9 +581,11 @@ def measure_ceiling(broker: Mosquitto, n: int, publishers: int, acks: bool = Fal
         if not ready.wait(60):
             raise BenchError("the ceiling subscriber did not start")
         pubs.start()
+        busy_before = machine_busy_seconds()
         pubs.fire()
         published = pubs.results()
         result = results.get(timeout=timeout + 30)
+        busy = machine_busy_seconds() - busy_before
         subscriber.join(10)
     finally:
         pubs.stop()
@@ -577,6 +599,7 @@ def measure_ceiling(broker: Mosquitto, n: int, publishers: int, acks: bool = Fal
         f"{name}: the subscriber used {result.cpu_seconds:.1f}s of CPU "
         f"({result.cpu_seconds / (result.last - first):.2f} cores)"
     )
+    cpu_report(name, busy, result.last - first, published)
     return PhaseResult(
         name,
         n,
@@ -617,6 +640,7 @@ def measure_kneeguard(
             service.wait_subscribed()
         with profiler(services[0].pid, backend):
             cpu_before = sum(service.cpu_seconds() for service in services)
+            busy_before = machine_busy_seconds()
             pubs.fire()
             deadline = time.monotonic() + timeout
             while True:
@@ -625,6 +649,7 @@ def measure_kneeguard(
                 if stored >= n:
                     polled = time.time()
                     cpu = sum(service.cpu_seconds() for service in services) - cpu_before
+                    busy = machine_busy_seconds() - busy_before
                     break
                 for service in services:
                     if service.process.poll() is not None:
@@ -658,6 +683,7 @@ def measure_kneeguard(
     else:
         say(f"{backend}: no exact commit time ({exact}); using the poll time")
     say(f"{backend}: the service used {cpu:.1f}s of CPU ({cpu / (polled - first):.2f} cores)")
+    cpu_report(backend, busy, polled - first, published)
     distinct = set(rows)
     lost = n - len(distinct & set(uuids))
     return PhaseResult(
@@ -709,6 +735,11 @@ def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
             with postgres_database() as pg_url:
                 pg = measure_kneeguard(broker, "postgresql", pg_url, workdir, n, count)
             report(pg)
+            with postgres_database() as pg_url:
+                pg2 = measure_kneeguard(
+                    broker, "postgresql-2-replicas", pg_url, workdir, n, count, replicas=2
+                )
+            report(pg2)
             sqlite_dir = workdir / "sqlite"
             lite = measure_kneeguard(
                 broker, "sqlite", sqlite_database(sqlite_dir), workdir, n, count
@@ -723,8 +754,10 @@ def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
         "ingest_rate_sqlite": lite.rate,
         "ingest_ratio_postgresql": pg.rate / ceiling.rate,
         "ingest_ratio_sqlite": lite.rate / ceiling.rate,
-        "ingest_lost": float(pg.lost + lite.lost),
-        "ingest_duplicated": float(pg.duplicated + lite.duplicated),
+        "ingest_rate_postgresql_2_replicas": pg2.rate,
+        "ingest_ratio_postgresql_2_replicas": pg2.rate / ceiling.rate,
+        "ingest_lost": float(pg.lost + pg2.lost + lite.lost),
+        "ingest_duplicated": float(pg.duplicated + pg2.duplicated + lite.duplicated),
         "ingest_peak_rss_mb": max(pg.peak_rss_mb, lite.peak_rss_mb),
         "ingest_cpu_per_message_ceiling": ceiling.cpu_us_per_message,
         "ingest_cpu_per_message_ceiling_with_acks": with_acks.cpu_us_per_message,
@@ -740,6 +773,8 @@ UNITS = {
     "ingest_rate_sqlite": "msg/s",
     "ingest_ratio_postgresql": "ratio",
     "ingest_ratio_sqlite": "ratio",
+    "ingest_rate_postgresql_2_replicas": "msg/s",
+    "ingest_ratio_postgresql_2_replicas": "ratio",
     "ingest_lost": "messages",
     "ingest_duplicated": "messages",
     "ingest_peak_rss_mb": "MiB",
