@@ -36,6 +36,9 @@ def make_engine(url: str, *, create_dirs: bool = False, **kwargs: Any) -> Engine
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
         kwargs.setdefault("pool_pre_ping", True)
+        # Ingest stores on the network thread: a database that does not answer must fail fast
+        # enough for the writer thread to take over before the broker's keepalive runs out.
+        kwargs.setdefault("connect_args", {"connect_timeout": 10})
     # Statement parameters are health data: keep them out of exception texts and tracebacks.
     kwargs.setdefault("hide_parameters", True)
     try:

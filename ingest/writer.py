@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Engine, Table, insert, select, tuple_
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from db.models import Checkin, DeadLetter, Device, Run
 from db.types import UTCDateTime, sqlite_datetime_text
@@ -138,6 +140,8 @@ class Broker(Protocol):
 
     def ack(self, mid: int, qos: int) -> None: ...
 
+    def unconfirmed(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Stored:
@@ -165,16 +169,39 @@ class Outcome:
 StoredListener = Callable[[Sequence[Stored]], None]
 
 
+# The bulk inserts talk to the drivers directly, so their errors arrive unwrapped.
+_DRIVER_UNAVAILABLE = (
+    sqlite3.OperationalError,
+    sqlite3.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    """True when the database could not be reached, as opposed to refusing this data."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    """True when the database could not be reached or used just now (down, cut off, locked), as
+    opposed to refusing this data; the first is retried, the second dead-lettered."""
+    if isinstance(exc, (OperationalError, InterfaceError, *_DRIVER_UNAVAILABLE)):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @dataclass
 class Writer:
-    """Stores inbound messages in batches on its own thread."""
+    """Stores inbound messages in batches, then answers the device and the broker.
+
+    With `inline`, batches are stored on the network thread itself (`flush`, called by the
+    connection after each pass over the socket) and the thread below only takes over while the
+    database fails: a batch that cannot be stored goes to it, with everything after it, and it
+    retries with backoff while paho keeps the connection alive. When it has caught up, storing
+    moves back to the network thread. Without `inline`, every batch goes through the thread.
+
+    Storing on the network thread saves the hand-over between two threads competing for the GIL
+    (measured in docs/BENCHMARKS.md). While more than `max_unconfirmed` of the service's acks wait
+    for the broker's PUBACK, `flush` holds the messages it has, unacknowledged: each ack paho
+    keeps in flight costs about twice the memory of a held message, and under a burst the broker
+    confirms them far behind.
+    """
 
     engine: Engine
     topics: Topics
@@ -183,14 +210,65 @@ class Writer:
     batch_size: int = 500
     retry_initial: float = 0.5
     retry_max: float = 30.0
+    inline: bool = False
+    max_unconfirmed: int = 5000
     _queue: queue.SimpleQueue[Inbound | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _abort: threading.Event = field(default_factory=threading.Event)
+    _pending: list[Inbound] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _behind: bool = False
     committed: int = 0
 
     def submit(self, message: Inbound) -> None:
         """Hand a message over; never blocks (called on the network thread)."""
-        self._queue.put(message)
+        if self.inline:
+            self._pending.append(message)
+            # paho reads as many packets in one pass as it has messages in flight, and every
+            # stored message puts an ack in flight: without a bound here a burst would feed
+            # itself into one ever larger batch.
+            if len(self._pending) % self.batch_size == 0:
+                self.flush()
+        else:
+            self._queue.put(message)
+
+    def flush(self) -> None:
+        """Store what `submit` collected (inline mode; called on the network thread)."""
+        while self._pending:
+            if self.broker.unconfirmed() >= self.max_unconfirmed:
+                # The broker is behind with our acks: hold the rest (unacknowledged, so the
+                # broker stops sending once its in-flight window is full) until it catches up.
+                return
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            with self._lock:
+                if self._behind:
+                    # The thread holds earlier messages: keep the order, queue behind them.
+                    self._hand_over(batch)
+                    continue
+            try:
+                outcomes = self.store_batch(batch)
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    log.warning(
+                        "database unavailable (%s); the writer thread takes over",
+                        type(exc).__name__,
+                    )
+                # Refused or unavailable: the thread finds the message at fault, or retries.
+                with self._lock:
+                    self._behind = True
+                    self._hand_over(batch)
+                continue
+            self._answer(outcomes)
+
+    @property
+    def behind(self) -> bool:
+        """True while the writer thread holds messages the network thread must queue behind."""
+        return self._behind
+
+    def _hand_over(self, batch: list[Inbound]) -> None:
+        for message in batch:
+            self._queue.put(message)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
@@ -204,6 +282,12 @@ class Writer:
         """
         if self._thread is None:
             return True
+        with self._lock:
+            # From here on the thread stores everything, including what the network thread has
+            # collected but not stored yet.
+            self._behind = True
+            pending, self._pending = self._pending, []
+            self._hand_over(pending)
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -237,6 +321,9 @@ class Writer:
                 carry_on = True
             if not carry_on or done:
                 return
+            with self._lock:
+                if self._behind and self._queue.empty():
+                    self._behind = False
 
     def _handle(self, batch: list[Inbound]) -> bool:
         """Store, then answer. False when told to abort while the database was away."""
@@ -253,7 +340,7 @@ class Writer:
             try:
                 outcomes = self.store_batch(batch)
             except Exception as exc:
-                if not isinstance(exc, SQLAlchemyError) or not _is_unavailable(exc):
+                if not _is_unavailable(exc):
                     return self._store_one_by_one(batch)
                 if not failing:
                     log.error(
@@ -277,7 +364,7 @@ class Writer:
             try:
                 outcomes.extend(self.store_batch([message]))
             except Exception as exc:
-                if isinstance(exc, SQLAlchemyError) and _is_unavailable(exc):
+                if _is_unavailable(exc):
                     single = self._store_with_retry([message])
                     if single is None:
                         return None
