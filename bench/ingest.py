@@ -411,6 +411,18 @@ class ServiceProcess:
             self.process.wait()
 
 
+def forget_session(port: int, client_id: str) -> None:
+    """End the broker's persistent session of `client_id`, so that nothing is queued for it
+    during later phases (a clean-session connect discards the session and its subscriptions)."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
+    )
+    client.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
+    _connect_and_wait(client, port)
+    client.disconnect()
+    client.loop_stop()
+
+
 def service_env(db_url: str, broker_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEEGUARD_")}
     env.update(
@@ -625,13 +637,14 @@ def measure_kneeguard(
     uuids = new_uuids(n)
     engine = make_engine(db_url)
     services = []
-    for index in range(replicas):
+    # A client id of its own for each phase: a persistent session left by an earlier phase would
+    # otherwise hand this phase the messages the broker queued for it since.
+    client_ids = [f"bench-{backend}-{index}" for index in range(replicas)]
+    for client_id in client_ids:
         env = service_env(db_url, broker.url)
+        env.update(KNEEGUARD_MQTT_CLIENT_ID=client_id)
         if replicas > 1:
-            env.update(
-                KNEEGUARD_MQTT_SHARED_GROUP="kneeguard",
-                KNEEGUARD_MQTT_CLIENT_ID=f"kneeguard-ingest-{index}",
-            )
+            env.update(KNEEGUARD_MQTT_SHARED_GROUP="kneeguard")
         services.append(ServiceProcess(env, workdir))
     pubs = Publishers(broker.port, uuids, publishers, timeout)
     try:
@@ -672,6 +685,8 @@ def measure_kneeguard(
         for service in services:
             service.kill()
         engine.dispose()
+        for client_id in client_ids:
+            forget_session(broker.port, client_id)
     first = min(r.first for r in published)
     end = polled
     if exact is not None and first < exact <= polled + 0.05:
