@@ -13,7 +13,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -192,11 +191,10 @@ class Writer:
     """Stores inbound messages in batches, then answers the device and the broker.
 
     With `inline`, batches are stored on the network thread itself (`flush`, called by the
-    connection after each pass over the socket, once a batch is full or has lingered); the thread
-    below stores what lingers when no more passes come, and takes over while the database fails:
-    a batch that cannot be stored goes to it, with everything after it, and it retries with
-    backoff while paho keeps the connection alive. When it has caught up, storing moves back to
-    the network thread. Without `inline`, every batch goes through the thread.
+    connection after each pass over the socket) and the thread below only takes over while the
+    database fails: a batch that cannot be stored goes to it, with everything after it, and it
+    retries with backoff while paho keeps the connection alive. When it has caught up, storing
+    moves back to the network thread. Without `inline`, every batch goes through the thread.
 
     Storing on the network thread saves the hand-over between two threads competing for the GIL
     (measured in docs/BENCHMARKS.md). While more than `max_unconfirmed` of the service's acks wait
@@ -213,79 +211,55 @@ class Writer:
     retry_initial: float = 0.5
     retry_max: float = 30.0
     inline: bool = False
-    linger: float = 0.02
     max_unconfirmed: int = 5000
     _queue: queue.SimpleQueue[Inbound | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _abort: threading.Event = field(default_factory=threading.Event)
     _pending: list[Inbound] = field(default_factory=list)
-    _first_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _behind: bool = False
     committed: int = 0
 
     def submit(self, message: Inbound) -> None:
-        """Hand a message over; never blocks for long (called on the network thread)."""
-        if not self.inline:
-            self._queue.put(message)
-            return
-        with self._lock:
-            if not self._pending:
-                self._first_at = time.monotonic()
+        """Hand a message over; never blocks (called on the network thread)."""
+        if self.inline:
             self._pending.append(message)
             # paho reads as many packets in one pass as it has messages in flight, and every
             # stored message puts an ack in flight: without a bound here a burst would feed
             # itself into one ever larger batch.
-            full = len(self._pending) >= self.batch_size
-        if full:
-            self.flush()
+            if len(self._pending) % self.batch_size == 0:
+                self.flush()
+        else:
+            self._queue.put(message)
 
     def flush(self) -> None:
-        """Store what `submit` collected once it is worth a transaction (inline mode).
-
-        Called on the network thread after each pass over the socket, and by the writer thread
-        when nothing else comes: a batch is stored when it is full or its first message has
-        waited `linger`. Under a steady trickle a pass brings a message or two, and a commit
-        for each would cost more than the messages themselves.
-        """
-        with self._store_lock:
-            while True:
-                with self._lock:
-                    pending = self._pending
-                    if not pending:
-                        return
-                    if (
-                        len(pending) < self.batch_size
-                        and time.monotonic() - self._first_at < self.linger
-                    ):
-                        return
-                    if self._behind:
-                        # The thread holds earlier messages: keep the order, queue behind them.
-                        self._hand_over(pending)
-                        self._pending = []
-                        return
-                    if self.broker.unconfirmed() >= self.max_unconfirmed:
-                        # The broker is behind with our acks: hold the rest, unacknowledged,
-                        # until it catches up.
-                        return
-                    batch = pending[: self.batch_size]
-                    del pending[: self.batch_size]
-                    self._first_at = time.monotonic()
-                try:
-                    outcomes = self.store_batch(batch)
-                except Exception as exc:
-                    if _is_unavailable(exc):
-                        log.warning(
-                            "database unavailable (%s); the writer thread takes over",
-                            type(exc).__name__,
-                        )
-                    # Refused or unavailable: the thread finds the message at fault, or retries.
-                    with self._lock:
-                        self._behind = True
-                        self._hand_over(batch)
+        """Store what `submit` collected (inline mode; called on the network thread)."""
+        while self._pending:
+            if self.broker.unconfirmed() >= self.max_unconfirmed:
+                # The broker is behind with our acks: hold the rest (unacknowledged, so the
+                # broker stops sending once its in-flight window is full) until it catches up.
+                return
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            with self._lock:
+                if self._behind:
+                    # The thread holds earlier messages: keep the order, queue behind them.
+                    self._hand_over(batch)
                     continue
-                self._answer(outcomes)
+            try:
+                outcomes = self.store_batch(batch)
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    log.warning(
+                        "database unavailable (%s); the writer thread takes over",
+                        type(exc).__name__,
+                    )
+                # Refused or unavailable: the thread finds the message at fault, or retries.
+                with self._lock:
+                    self._behind = True
+                    self._hand_over(batch)
+                continue
+            self._answer(outcomes)
 
     @property
     def behind(self) -> bool:
@@ -324,12 +298,7 @@ class Writer:
 
     def _loop(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=self.linger if self.inline else None)
-            except queue.Empty:
-                # Nothing for this thread: store what lingers on the network thread's side.
-                self.flush()
-                continue
+            first = self._queue.get()
             if first is None:
                 return
             batch = [first]

@@ -212,7 +212,7 @@ def inline_writer(engine: Engine, broker: Recorder, batch_size: int = 10) -> Wri
     return writer
 
 
-def test_inline_writer_stores_full_batches_at_once_and_the_rest_after_lingering(
+def test_inline_writer_stores_full_batches_as_they_arrive_and_the_rest_on_flush(
     engine: Engine,
 ) -> None:
     broker = Recorder()
@@ -221,14 +221,12 @@ def test_inline_writer_stores_full_batches_at_once_and_the_rest_after_lingering(
         payloads = [run_payload() for _ in range(25)]
         for mid, payload in enumerate(payloads, 1):
             writer.submit(inbound(RUN_TOPIC, payload, mid))
-        # Two full batches went in while submitting; the last five linger for company, then
-        # the writer thread stores them.
+        # Two full batches went in while submitting; the last five wait for the pass to end.
         assert len(stored_ids(engine, Run)) == 20
         assert broker.acked == list(range(1, 21))
         writer.flush()
-        assert wait_until(lambda: len(broker.acked) == 25, 5)
-        assert broker.acked == list(range(1, 26))
         assert len(stored_ids(engine, Run)) == 25
+        assert broker.acked == list(range(1, 26))
         assert [p["status"] for _, p in broker.published] == ["accepted"] * 25
     finally:
         assert writer.stop()
@@ -243,14 +241,13 @@ def test_inline_writer_holds_messages_while_the_broker_is_behind_with_acks(
         broker.behind = writer.max_unconfirmed
         for mid in range(1, 31):
             writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
-        time.sleep(5 * writer.linger)
         writer.flush()
         assert stored_ids(engine, Run) == {}
         assert broker.acked == [] and broker.published == []
         broker.behind = 0
-        assert wait_until(lambda: len(broker.acked) == 30, 5)
-        assert broker.acked == list(range(1, 31))
+        writer.flush()
         assert len(stored_ids(engine, Run)) == 30
+        assert broker.acked == list(range(1, 31))
     finally:
         assert writer.stop()
 
@@ -277,6 +274,7 @@ def test_inline_writer_hands_over_to_its_thread_while_the_database_is_away(
         blocker.execute("BEGIN IMMEDIATE")
         for mid in range(1, 8):
             writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
+        writer.flush()
         assert broker.acked == []
         time.sleep(0.3)
         assert broker.acked == [], "acknowledged while the database was locked"
@@ -287,7 +285,7 @@ def test_inline_writer_hands_over_to_its_thread_while_the_database_is_away(
         assert wait_until(lambda: not writer.behind, 5)
         for mid in range(8, 13):
             writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
-        assert broker.acked == list(range(1, 13)), "a full batch is stored by the caller"
+        assert broker.acked == list(range(1, 13))
         assert len(stored_ids(engine, Run)) == 12
     finally:
         blocker.close()
