@@ -129,17 +129,6 @@ class _Client(mqtt.Client):
     """paho's client with buffered reads on plain TCP connections (TLS sockets buffer already)."""
 
     buffered_reads = False
-    after_read: Callable[[], None] | None = None
-
-    def loop_misc(self) -> MQTTErrorCode:
-        # Called by paho's loop once per pass, after it has read what the socket had.
-        hook = self.after_read
-        if hook is not None:
-            try:
-                hook()
-            except Exception:
-                log.exception("error while handling received messages")
-        return super().loop_misc()
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
@@ -162,7 +151,6 @@ class MqttConnection:
         *,
         clock: Callable[[], Any] = utcnow,
         max_inflight: int = 0,
-        after_read: Callable[[], None] | None = None,
     ) -> None:
         self.address = address
         self._subscriptions = list(subscriptions)
@@ -175,6 +163,7 @@ class MqttConnection:
         self.failed = threading.Event()
         self._pending_suback: int | None = None
         self._last_publish: mqtt.MQTTMessageInfo | None = None
+        self._publish_lock = threading.Lock()
         client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -196,7 +185,6 @@ class MqttConnection:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.after_read = after_read
         self._client = client
 
     @property
@@ -216,7 +204,8 @@ class MqttConnection:
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Wait for outgoing acks to leave, then disconnect cleanly."""
-        last = self._last_publish
+        with self._publish_lock:
+            last = self._last_publish
         if last is not None and last.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             try:
                 last.wait_for_publish(flush_timeout)
@@ -228,16 +217,9 @@ class MqttConnection:
     # Broker protocol used by the writer ------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self._last_publish = self._client.publish(topic, payload, qos=1)
-
-    def unconfirmed(self) -> int:
-        """How many of this client's QoS 1 publishes the broker has not confirmed yet.
-
-        Read from paho's own table of outgoing messages, which is exact whatever happens to the
-        connection; 0 if a paho release no longer has it (tests/test_ingest.py checks it does).
-        """
-        table = getattr(self._client, "_out_messages", None)
-        return len(table) if table is not None else 0
+        info = self._client.publish(topic, payload, qos=1)
+        with self._publish_lock:
+            self._last_publish = info
 
     def publish_confirmed(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK; raise if it does not come."""

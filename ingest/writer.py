@@ -140,8 +140,6 @@ class Broker(Protocol):
 
     def ack(self, mid: int, qos: int) -> None: ...
 
-    def unconfirmed(self) -> int: ...
-
 
 @dataclass(frozen=True, slots=True)
 class Stored:
@@ -188,20 +186,7 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 @dataclass
 class Writer:
-    """Stores inbound messages in batches, then answers the device and the broker.
-
-    With `inline`, batches are stored on the network thread itself (`flush`, called by the
-    connection after each pass over the socket) and the thread below only takes over while the
-    database fails: a batch that cannot be stored goes to it, with everything after it, and it
-    retries with backoff while paho keeps the connection alive. When it has caught up, storing
-    moves back to the network thread. Without `inline`, every batch goes through the thread.
-
-    Storing on the network thread saves the hand-over between two threads competing for the GIL
-    (measured in docs/BENCHMARKS.md). While more than `max_unconfirmed` of the service's acks wait
-    for the broker's PUBACK, `flush` holds the messages it has, unacknowledged: each ack paho
-    keeps in flight costs about twice the memory of a held message, and under a burst the broker
-    confirms them far behind.
-    """
+    """Stores inbound messages in batches on its own thread."""
 
     engine: Engine
     topics: Topics
@@ -210,65 +195,14 @@ class Writer:
     batch_size: int = 500
     retry_initial: float = 0.5
     retry_max: float = 30.0
-    inline: bool = False
-    max_unconfirmed: int = 5000
     _queue: queue.SimpleQueue[Inbound | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _abort: threading.Event = field(default_factory=threading.Event)
-    _pending: list[Inbound] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _behind: bool = False
     committed: int = 0
 
     def submit(self, message: Inbound) -> None:
         """Hand a message over; never blocks (called on the network thread)."""
-        if self.inline:
-            self._pending.append(message)
-            # paho reads as many packets in one pass as it has messages in flight, and every
-            # stored message puts an ack in flight: without a bound here a burst would feed
-            # itself into one ever larger batch.
-            if len(self._pending) % self.batch_size == 0:
-                self.flush()
-        else:
-            self._queue.put(message)
-
-    def flush(self) -> None:
-        """Store what `submit` collected (inline mode; called on the network thread)."""
-        while self._pending:
-            if self.broker.unconfirmed() >= self.max_unconfirmed:
-                # The broker is behind with our acks: hold the rest (unacknowledged, so the
-                # broker stops sending once its in-flight window is full) until it catches up.
-                return
-            batch = self._pending[: self.batch_size]
-            del self._pending[: self.batch_size]
-            with self._lock:
-                if self._behind:
-                    # The thread holds earlier messages: keep the order, queue behind them.
-                    self._hand_over(batch)
-                    continue
-            try:
-                outcomes = self.store_batch(batch)
-            except Exception as exc:
-                if _is_unavailable(exc):
-                    log.warning(
-                        "database unavailable (%s); the writer thread takes over",
-                        type(exc).__name__,
-                    )
-                # Refused or unavailable: the thread finds the message at fault, or retries.
-                with self._lock:
-                    self._behind = True
-                    self._hand_over(batch)
-                continue
-            self._answer(outcomes)
-
-    @property
-    def behind(self) -> bool:
-        """True while the writer thread holds messages the network thread must queue behind."""
-        return self._behind
-
-    def _hand_over(self, batch: list[Inbound]) -> None:
-        for message in batch:
-            self._queue.put(message)
+        self._queue.put(message)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
@@ -282,12 +216,6 @@ class Writer:
         """
         if self._thread is None:
             return True
-        with self._lock:
-            # From here on the thread stores everything, including what the network thread has
-            # collected but not stored yet.
-            self._behind = True
-            pending, self._pending = self._pending, []
-            self._hand_over(pending)
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -321,9 +249,6 @@ class Writer:
                 carry_on = True
             if not carry_on or done:
                 return
-            with self._lock:
-                if self._behind and self._queue.empty():
-                    self._behind = False
 
     def _handle(self, batch: list[Inbound]) -> bool:
         """Store, then answer. False when told to abort while the database was away."""

@@ -61,7 +61,6 @@ class Service:
             self.settings.mqtt_client_id,
             self.topics.subscriptions(self.settings.mqtt_shared_group),
             sink=self._submit,
-            after_read=self._flush,
         )
         self.writer = Writer(
             self.engine,
@@ -69,7 +68,6 @@ class Service:
             self.connection,
             on_stored=self.events.dispatch,
             batch_size=self.settings.ingest_batch_size,
-            inline=True,
         )
         self.transports = build_transports(self.settings, self.connection.publish_confirmed)
         self.outbox = Outbox(self.engine, self.transports, self.clock)
@@ -87,9 +85,6 @@ class Service:
 
     def _submit(self, message: Inbound) -> None:
         self.writer.submit(message)
-
-    def _flush(self) -> None:
-        self.writer.flush()
 
     def _checkins_stored(self, stored: Sequence[Stored]) -> None:
         self.rules.checkins_stored([item.id for item in stored], self.clock())

@@ -124,20 +124,6 @@ def test_a_burst_over_plain_tcp_is_read_through_the_read_buffer(running: Running
     assert running.count(Run) == 300
 
 
-def test_the_count_of_unconfirmed_acks_follows_paho(running: Running) -> None:
-    """Ingest holds back while the broker is behind with its acks, counting them in paho's table
-    of outgoing messages: fails if a paho release drops that table, rather than letting the
-    hold-back silently stop working."""
-    connection = running.service.connection
-    assert isinstance(getattr(connection._client, "_out_messages", None), dict)
-    payloads = [run_payload() for _ in range(50)]
-    for payload in payloads:
-        running.device.publish(RUN_TOPIC, payload)
-    for payload in payloads:
-        running.device.ack_for(payload["header"]["uuid"])
-    assert wait_until(lambda: connection.unconfirmed() == 0, 10)
-
-
 def test_same_uuid_twice_is_one_row_and_a_duplicate_ack(running: Running) -> None:
     payload = run_payload()
     uuid = payload["header"]["uuid"]

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.dialects import sqlite
 
 from db.engine import make_engine
 from db.migrate import upgrade
-from db.models import Checkin, Run
+from db.models import Checkin, DeadLetter, Run
 from db.types import UTCDateTime, sqlite_datetime_text
 from ingest.messages import Inbound
 from ingest.mqtt import ReadBufferedSocket
@@ -47,9 +47,6 @@ class Recorder:
 
     def ack(self, mid: int, qos: int) -> None:
         self.acked.append(mid)
-
-    def unconfirmed(self) -> int:
-        return 0
 
 
 def inbound(topic: str, payload: dict[str, Any], mid: int) -> Inbound:
@@ -191,73 +188,13 @@ def test_read_buffered_socket_serves_packets_from_one_read() -> None:
         right.close()
 
 
-# --- storing on the network thread (inline) ---------------------------------------------------
+# --- when the database is away ----------------------------------------------------------------
 
 
-class HeldBroker(Recorder):
-    """A broker that has not confirmed `behind` of the acks yet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.behind = 0
-
-    def unconfirmed(self) -> int:
-        return self.behind
-
-
-def inline_writer(engine: Engine, broker: Recorder, batch_size: int = 10) -> Writer:
-    register(engine)
-    writer = Writer(engine, TOPICS, broker, batch_size=batch_size, inline=True)
-    writer.start()
-    return writer
-
-
-def test_inline_writer_stores_full_batches_as_they_arrive_and_the_rest_on_flush(
-    engine: Engine,
-) -> None:
-    broker = Recorder()
-    writer = inline_writer(engine, broker)
-    try:
-        payloads = [run_payload() for _ in range(25)]
-        for mid, payload in enumerate(payloads, 1):
-            writer.submit(inbound(RUN_TOPIC, payload, mid))
-        # Two full batches went in while submitting; the last five wait for the pass to end.
-        assert len(stored_ids(engine, Run)) == 20
-        assert broker.acked == list(range(1, 21))
-        writer.flush()
-        assert len(stored_ids(engine, Run)) == 25
-        assert broker.acked == list(range(1, 26))
-        assert [p["status"] for _, p in broker.published] == ["accepted"] * 25
-    finally:
-        assert writer.stop()
-
-
-def test_inline_writer_holds_messages_while_the_broker_is_behind_with_acks(
-    engine: Engine,
-) -> None:
-    broker = HeldBroker()
-    writer = inline_writer(engine, broker)
-    try:
-        broker.behind = writer.max_unconfirmed
-        for mid in range(1, 31):
-            writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
-        writer.flush()
-        assert stored_ids(engine, Run) == {}
-        assert broker.acked == [] and broker.published == []
-        broker.behind = 0
-        writer.flush()
-        assert len(stored_ids(engine, Run)) == 30
-        assert broker.acked == list(range(1, 31))
-    finally:
-        assert writer.stop()
-
-
-def test_inline_writer_hands_over_to_its_thread_while_the_database_is_away(
-    sqlite_url: str,
-) -> None:
-    """SQLite locked by another writer: the network thread does not wait for it; the writer
-    thread retries, stores everything in order once the lock is gone, and storing then moves
-    back to the network thread."""
+def test_a_locked_database_is_waited_for_not_dead_lettered(sqlite_url: str) -> None:
+    """SQLite locked by another writer: the bulk insert's driver error means "try again", so
+    the writer holds the batch unacknowledged and stores all of it once the lock is gone, in
+    order, with nothing kept as a dead letter."""
     engine = make_engine(sqlite_url)
 
     @event.listens_for(engine, "connect")
@@ -266,40 +203,25 @@ def test_inline_writer_hands_over_to_its_thread_while_the_database_is_away(
         dbapi_connection.execute("PRAGMA busy_timeout=50")
 
     upgrade(engine)
+    register(engine)
     broker = Recorder()
-    writer = inline_writer(engine, broker, batch_size=5)
-    writer.retry_initial = 0.05
+    writer = Writer(engine, TOPICS, broker, batch_size=5, retry_initial=0.05)
+    writer.start()
     blocker = sqlite3.connect(engine.url.database or "", isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")
         for mid in range(1, 8):
             writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
-        writer.flush()
-        assert broker.acked == []
-        time.sleep(0.3)
+        time.sleep(0.5)
         assert broker.acked == [], "acknowledged while the database was locked"
         blocker.execute("ROLLBACK")
         assert wait_until(lambda: len(broker.acked) == 7, 10)
         assert broker.acked == list(range(1, 8))
-        # Caught up: the next batch is stored right here, on the calling thread.
-        assert wait_until(lambda: not writer.behind, 5)
-        for mid in range(8, 13):
-            writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
-        assert broker.acked == list(range(1, 13))
-        assert len(stored_ids(engine, Run)) == 12
+        assert [p["status"] for _, p in broker.published] == ["accepted"] * 7
+        assert len(stored_ids(engine, Run)) == 7
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one() == 0
     finally:
         blocker.close()
         assert writer.stop()
         engine.dispose()
-
-
-def test_stopping_the_inline_writer_stores_what_the_network_thread_collected(
-    engine: Engine,
-) -> None:
-    broker = Recorder()
-    writer = inline_writer(engine, broker)
-    for mid in range(1, 4):
-        writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
-    assert writer.stop()
-    assert broker.acked == [1, 2, 3]
-    assert len(stored_ids(engine, Run)) == 3
