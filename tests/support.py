@@ -420,6 +420,9 @@ class SmtpSink:
 
         self.port = port or free_port()
         self.messages: list[tuple[float, Any]] = []
+        # (time received, envelope recipients) per message: cheap to read while mail arrives,
+        # where the parsed messages' headers are parsed again on every access.
+        self.received: list[tuple[float, list[str]]] = []
         self.reply: str | None = None
         sink = self
 
@@ -431,8 +434,10 @@ class SmtpSink:
                     return sink.reply
                 from email import message_from_bytes, policy
 
+                now = time.monotonic()
                 parsed = message_from_bytes(envelope.content, policy=policy.default)
-                sink.messages.append((time.monotonic(), parsed))
+                sink.messages.append((now, parsed))
+                sink.received.append((now, list(envelope.rcpt_tos)))
                 return "250 OK"
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
