@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from kneeguard.delivery import build_transports
 from kneeguard.registry import Registry
 from kneeguard.service import Service
 from kneeguard.settings import Settings
+from notifier.base import Channel, Message, Recipient
 from notifier.outbox import Outbox, backoff
 from notifier.routing import enqueue_alerts, escalate_due, quiet_until
 from tests.support import (
@@ -222,6 +224,39 @@ def test_backoff_doubles_with_jitter_and_caps_at_an_hour() -> None:
     assert 30 <= delays[1] <= 60
     assert all(d <= 3600 for d in delays)
     assert delays[-1] >= 1800
+
+
+class RendezvousTransport:
+    """An email channel whose sends each wait until `parties` of them are under way at once.
+
+    Sent one after another, the first send waits alone until the barrier times out and the
+    delivery fails; so every delivery ending `sent` shows that they went out side by side.
+    """
+
+    channel: Channel = "email"
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.recipients: list[str] = []
+
+    def send(self, recipient: Recipient, message: Message) -> None:
+        self.barrier.wait()
+        self.recipients.append(recipient.id)
+
+
+def test_the_deliveries_of_one_claim_go_out_side_by_side(engine: Engine) -> None:
+    """An urgent alert's email must not wait for every delivery claimed before it to finish."""
+    club(engine)
+    now = datetime.now(UTC)
+    ids = [add_alert(engine, "urgent", now, rule=f"r{i}") for i in range(2)]
+    with engine.begin() as conn:
+        enqueue_alerts(conn, [(i, "opened") for i in ids], now, ("email",))
+    assert len(deliveries(engine)) == 4  # the athlete and the coach, twice
+    transport = RendezvousTransport(parties=4)
+    outbox = Outbox(engine, {"email": transport}, lambda: now, senders=4)
+    assert outbox.run_once() == 4
+    assert {(d.status, d.attempts) for d in deliveries(engine)} == {("sent", 1)}
+    assert sorted(transport.recipients) == ["ann", "ann", "cora", "cora"]
 
 
 # --- two workers --------------------------------------------------------------------------------
