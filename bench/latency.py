@@ -122,8 +122,8 @@ def figures(scale: str) -> list[Figure]:
             addresses = set(sent)
 
             def arrived() -> set[str]:
-                # Envelope recipients, not parsed headers: parsing every message's To header
-                # every 20 ms took enough of this process's time to slow the SMTP server in it.
+                # Envelope recipients, not parsed headers: this process also runs the SMTP
+                # server, and re-parsing every message's To header on each poll competes with it.
                 return {to for _, recipients in smtp.received for to in recipients}
 
             done = wait_until(lambda: addresses <= arrived(), 60, interval=0.1)

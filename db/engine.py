@@ -36,8 +36,8 @@ def make_engine(url: str, *, create_dirs: bool = False, **kwargs: Any) -> Engine
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
         kwargs.setdefault("pool_pre_ping", True)
-        # Ingest stores on the network thread: a database that does not answer must fail fast
-        # enough for the writer thread to take over before the broker's keepalive runs out.
+        # A database that does not answer fails a connection attempt after 10 s, so that the
+        # writer logs it and backs off instead of waiting on the operating system's TCP timeout.
         kwargs.setdefault("connect_args", {"connect_timeout": 10})
     # Statement parameters are health data: keep them out of exception texts and tracebacks.
     kwargs.setdefault("hide_parameters", True)

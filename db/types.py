@@ -12,17 +12,20 @@ from sqlalchemy.types import TypeDecorator
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def _in_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime; a naive one is refused, its meaning being unknown."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC)
+
+
 def sqlite_datetime_text(value: datetime | None) -> str | None:
     """What `UTCDateTime` stores on SQLite: naive UTC text with microseconds, as SQLAlchemy's
     SQLite DATETIME writes it, so that stored values compare and sort as text."""
     if value is None:
         return None
-    if value.tzinfo is UTC:
-        # Ingest's common case, already in UTC: drop the "+00:00".
-        return value.isoformat(" ", "microseconds")[:-6]
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # isoformat of an aware UTC time ends in "+00:00"; drop it.
+    return _in_utc(value).isoformat(" ", "microseconds")[:-6]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -38,9 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
+        value = _in_utc(value)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value

@@ -82,9 +82,8 @@ def _insert_new_postgresql(
         return {uuid: row_id for uuid, row_id in cursor.fetchall()}
 
 
-def _sqlite_params(table: Table, rows: list[dict[str, Any]]) -> list[list[Any]]:
+def _sqlite_params(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
     """The rows as SQLAlchemy would bind them on SQLite: times as UTC text, JSON as text."""
-    columns = list(rows[0])
     times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
     documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
     params = []
@@ -115,7 +114,7 @@ def _insert_new_sqlite(
         f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - model names
         f"VALUES ({', '.join(['?'] * len(columns))}) ON CONFLICT (uuid) DO NOTHING"
     )
-    params = _sqlite_params(table, rows)
+    params = _sqlite_params(table, columns, rows)
     driver = conn.connection.driver_connection
     assert driver is not None
     cursor = driver.cursor()
