@@ -67,3 +67,11 @@ def test_scaleout_benchmark_completes_without_losing_or_doubling() -> None:
     values = {f.name: f.value for f in figures("tiny")}
     assert values["scaleout_lost"] == 0 and values["scaleout_duplicated"] == 0
     assert values["scaleout_rate_1"] > 0 and values["scaleout_rate_2"] > 0
+
+
+def test_cli_startup_benchmark_completes() -> None:
+    from bench.cli_startup import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert values["cli_help_seconds"] > 0 and values["import_click_rich_seconds"] > 0
+    assert values["cli_help_ratio"] > 0

@@ -306,6 +306,31 @@ def test_help_lists_the_contract_commands() -> None:
         assert f"  {command} " in result.stdout
 
 
+HEAVY_MODULES = {"alembic", "db", "httpx", "jinja2", "paho", "psycopg", "pydantic", "rich"}
+HEAVY_MODULES |= {"sqlalchemy", "ingest.mqtt", "kneeguard.service", "kneeguard.settings"}
+
+
+def test_help_loads_neither_the_service_nor_its_libraries() -> None:
+    """Commands import what they need when they run, so `--help` (and the start of every
+    command) does not pay for the database layer or the broker client. The time itself is a
+    bench figure (bench/cli_startup.py)."""
+    code = (
+        "import sys\n"
+        "from kneeguard.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "Usage: kneeguard" in result.stdout
+    loaded = set(result.stderr.split())
+    assert "kneeguard.cli.demo" in loaded
+    assert sorted(loaded & HEAVY_MODULES) == []
+
+
 def test_quiet_hours_off_is_kept(db_url: str) -> None:
     added = kneeguard(db_url, "athlete", "add", "--id", "night", "--name", "N",
                       "--email", "n@example.com", "--quiet-hours", "off")  # fmt: skip

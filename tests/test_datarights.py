@@ -29,8 +29,7 @@ from db.models import (
     Run,
 )
 from ingest.topics import Topics
-from kneeguard.cli import athlete
-from kneeguard.commands import data
+from kneeguard.cli import athlete as athlete_cli
 from kneeguard.credentials import (
     ACL_BEGIN,
     BrokerCredentials,
@@ -284,8 +283,8 @@ def rows_mentioning(engine: Engine, seeded: Seeded) -> list[str]:
 
 
 def test_both_commands_are_registered_under_athlete() -> None:
-    assert athlete.commands.get("export") is data.export
-    assert athlete.commands.get("delete") is data.delete
+    assert athlete_cli.athlete.commands.get("export") is athlete_cli.export
+    assert athlete_cli.athlete.commands.get("delete") is athlete_cli.delete
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -427,7 +426,7 @@ def test_credentials_that_cannot_be_removed_leave_the_athlete_in_place(
 def test_delete_without_yes_off_a_terminal_refuses(
     club: Club, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(data, "stdin_is_tty", lambda: False)
+    monkeypatch.setattr(athlete_cli, "stdin_is_tty", lambda: False)
     before = counts(club.engine)
     result = kneeguard(club.url, "athlete", "delete", "--id", "ann")
     assert_user_error(result, 2, "refusing to delete without --yes")
@@ -438,7 +437,7 @@ def test_delete_without_yes_off_a_terminal_refuses(
 def test_delete_on_a_terminal_asks_first(
     club: Club, monkeypatch: pytest.MonkeyPatch, answer: str, erased: bool
 ) -> None:
-    monkeypatch.setattr(data, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(athlete_cli, "stdin_is_tty", lambda: True)
     monkeypatch.setattr("sys.stdin", io.StringIO(answer))
     before = counts(club.engine)
     result = kneeguard(club.url, "athlete", "delete", "--id", "ann")

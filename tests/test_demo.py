@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from db.engine import make_engine
 from db.models import Alert, Checkin, Run
-from kneeguard.commands.demo import demo
-from kneeguard.demo_support import MailFolder, probe_broker
-from kneeguard.simulator import SCENARIO_RULES
+from kneeguard.cli.demo import demo
+from kneeguard.simulation.demo_support import MailFolder, probe_broker
+from kneeguard.simulation.simulator import SCENARIO_RULES
 from tests.support import DeviceClient, Mosquitto, free_port
 
 # The shortened demo: five weeks (the spike needs 30 days of history), one runner per story

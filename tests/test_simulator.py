@@ -21,11 +21,11 @@ from db.migrate import upgrade
 from db.models import Alert, Checkin, DeadLetter, Run
 from ingest.messages import Inbound, Valid, decode
 from ingest.topics import Topics
-from kneeguard.cli import UserError
-from kneeguard.commands.simulate import simulate
+from kneeguard.cli.common import UserError
+from kneeguard.cli.simulate import simulate
 from kneeguard.service import Service
 from kneeguard.settings import Settings
-from kneeguard.simulator import SCENARIO_RULES, STORIES, Plan, PlanError, generate
+from kneeguard.simulation.simulator import SCENARIO_RULES, STORIES, Plan, PlanError, generate
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from tests.support import Mosquitto, free_port, wait_until

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from ingest.mqtt import BrokerAddress, BrokerConfigError
-from kneeguard.commands.simulate import Publisher, PublishError
+from kneeguard.simulation.publish import Publisher, PublishError
 
 __all__ = [
     "DemoError",

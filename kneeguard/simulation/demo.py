@@ -1,4 +1,4 @@
-"""`kneeguard demo`: KneeGuard end to end on one machine, with no server to install.
+"""What `kneeguard demo` runs: KneeGuard end to end on one machine, with no server to install.
 
 It uses the broker at KNEEGUARD_MQTT_URL when one answers, and otherwise starts an embedded
 amqtt broker (for demos only, and says so); emails go to a local SMTP sink that writes them to
@@ -11,7 +11,6 @@ the demo shows what KneeGuard did, not what it was expected to do.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -22,7 +21,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,14 +32,9 @@ from db.migrate import upgrade
 from db.models import Alert, Checkin, DeadLetter, Delivery, Run
 from ingest.mqtt import BrokerAddress, BrokerConfigError
 from kneeguard.clock import utcnow
-from kneeguard.commands.simulate import (
-    Publisher,
-    PublishError,
-    default_first_day,
-    publish_all,
-    register_club,
-)
-from kneeguard.demo_support import (
+from kneeguard.service import Service
+from kneeguard.settings import Settings
+from kneeguard.simulation.demo_support import (
     DemoError,
     EmbeddedBroker,
     MailFile,
@@ -49,13 +42,18 @@ from kneeguard.demo_support import (
     discard_session,
     probe_broker,
 )
-from kneeguard.service import Service
-from kneeguard.settings import Settings
-from kneeguard.simulator import SCENARIO_RULES, Plan, PlanError, SimAthlete, generate
+from kneeguard.simulation.publish import (
+    Publisher,
+    PublishError,
+    default_first_day,
+    publish_all,
+    register_club,
+)
+from kneeguard.simulation.simulator import SCENARIO_RULES, Plan, PlanError, SimAthlete, generate
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox
 
-__all__ = ["DemoAlert", "DemoOptions", "DemoResult", "demo", "run_demo"]
+__all__ = ["DemoAlert", "DemoOptions", "DemoResult", "run_demo"]
 
 COACH_ID = "coach"
 COACH_NAME = "Cora Coach"
@@ -435,54 +433,3 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-@click.command("demo")
-@click.option("--weeks", default=8, show_default=True, type=click.IntRange(5, 52))
-@click.option("--athletes", default=12, show_default=True, type=click.IntRange(1, 200))
-@click.option(
-    "--out",
-    default=Path("var"),
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Writes OUT/demo/kneeguard.db and OUT/mail/ (both replaced on every run).",
-)
-@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the simulated club.")
-@click.option(
-    "--seconds",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0, max=55),
-    help="Spread the publishing over about this long; 0 publishes as fast as possible.",
-)
-def demo(weeks: int, athletes: int, out: Path, seed: int, seconds: float) -> None:
-    """Run KneeGuard end to end with a simulated club; needs no server.
-
-    One coach and a dozen runners: one spikes a long run, one's pain rises week on week, one's
-    knee locks, one has pain on the outside of the knee, and the healthy ones get nothing.
-    """
-    from kneeguard.cli import fail, load_settings
-
-    settings = load_settings()
-    options = DemoOptions(
-        weeks=weeks,
-        athletes=athletes,
-        out=out,
-        seed=seed,
-        seconds=seconds,
-        mqtt_url=settings.mqtt_url,
-        topic_prefix=settings.topic_prefix,
-    )
-    # paho logs a harmless race while the service disconnects; the demo reports real failures.
-    logging.getLogger("ingest.paho").setLevel(logging.CRITICAL)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # a log file or a pipe: do not squeeze the tables to 80
-    try:
-        result = run_demo(options, console)
-    except DemoError as exc:
-        fail(str(exc))
-    if result.undelivered:
-        fail(f"{len(result.undelivered)} deliveries did not go out (listed above)")
-    if result.story_problems:
-        fail("the demo's story did not come true (listed above); please report it")

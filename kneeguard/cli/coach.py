@@ -1,0 +1,95 @@
+"""`kneeguard coach`: coaches, who read digests and act on alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kneeguard.cli.common import database_errors, print_rows, registry, registry_call
+
+
+@click.group()
+def coach() -> None:
+    """Coaches, who read digests and act on alerts."""
+
+
+@coach.command("add")
+@click.option("--id", "coach_id", required=True, help="Coach id: 1-64 of A-Z a-z 0-9 _ -.")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone name.")
+@click.option("--digest", default="daily", show_default=True, help="daily, weekly or off.")
+@click.option("--digest-hour", default=7, show_default=True, type=int, help="Local hour 0-23.")
+@click.option("--channels", default="email", show_default=True, help="email and/or webhook.")
+@click.option("--quiet-hours", default="22:00-07:00", show_default=True, help="Or 'off'.")
+@click.option("--webhook-url", default=None, help="URL receiving signed JSON alerts.")
+@click.option("--webhook-secret", default=None, help="HMAC-SHA256 key for the webhook.")
+@database_errors
+def coach_add(
+    coach_id: str,
+    name: str,
+    email: str,
+    timezone: str,
+    digest: str,
+    digest_hour: int,
+    channels: str,
+    quiet_hours: str,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+) -> None:
+    """Register a coach."""
+    reg = registry()
+    added = registry_call(
+        lambda: reg.add_coach(
+            coach_id=coach_id,
+            name=name,
+            email=email,
+            timezone=timezone,
+            digest=digest,
+            digest_hour=digest_hour,
+            channels=channels,
+            quiet_hours=quiet_hours,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+        )
+    )
+    click.echo(f"coach {added.id} added")
+
+
+@coach.command("update")
+@click.option("--id", "coach_id", required=True)
+@click.option("--name", default=None)
+@click.option("--email", default=None)
+@click.option("--timezone", default=None)
+@click.option("--digest", default=None, help="daily, weekly or off.")
+@click.option("--digest-hour", default=None, type=int)
+@click.option("--channels", default=None, help="email and/or webhook.")
+@click.option("--quiet-hours", default=None, help="22:00-07:00 or 'off'.")
+@click.option("--webhook-url", default=None)
+@click.option("--webhook-secret", default=None)
+@database_errors
+def coach_update(coach_id: str, **changes: Any) -> None:
+    """Change a coach's details and notification preferences."""
+    reg = registry()
+    registry_call(lambda: reg.update_coach(coach_id, **changes))
+    click.echo(f"coach {coach_id} updated")
+
+
+@coach.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@database_errors
+def coach_list(as_json: bool) -> None:
+    """List coaches."""
+    rows = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "email": c.email,
+            "timezone": c.timezone,
+            "digest": c.digest,
+            "digest_hour": c.digest_hour,
+        }
+        for c in registry().coaches()
+    ]
+    print_rows(rows, as_json, ["id", "name", "email", "timezone", "digest", "digest_hour"])

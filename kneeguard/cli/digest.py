@@ -1,0 +1,57 @@
+"""`kneeguard digest`: coach digests."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kneeguard.cli.common import database_errors, fail, load_settings, open_database
+from kneeguard.clock import utcnow
+
+
+@click.group()
+def digest() -> None:
+    """Coach digests."""
+
+
+@digest.command("send")
+@click.option("--coach", "coach_id", default=None, help="Only this coach.")
+@click.option("--now", "force", is_flag=True, help="Send now, even if none is due.")
+@database_errors
+def digest_send(coach_id: str | None, force: bool) -> None:
+    """Send the digests that are due (or, with --now, one for every coach now)."""
+    from sqlalchemy import select
+
+    from db.engine import session_factory
+    from db.models import Delivery
+    from kneeguard.delivery import build_transports
+    from kneeguard.registry import Registry
+    from notifier.digest import send_due_digests
+    from notifier.outbox import Outbox
+
+    settings = load_settings()
+    engine = open_database(settings)
+    if coach_id is not None:
+        reg = Registry(session_factory(engine))
+        if coach_id not in {c.id for c in reg.coaches()}:
+            fail(f"unknown coach {coach_id!r}", 2)
+    transports = build_transports(settings)
+    ids = send_due_digests(
+        engine, utcnow(), coach_id=coach_id, force=force, available_channels=tuple(transports)
+    )
+    outbox = Outbox(engine, transports, utcnow)
+    outbox.run_once()
+    with engine.connect() as conn:
+        outcome = conn.execute(
+            select(Delivery.digest_id, Delivery.channel, Delivery.status, Delivery.last_error)
+            .where(Delivery.digest_id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
+    if not ids:
+        click.echo("no digest due")
+    for digest_id, channel, status, error in outcome:
+        line = f"digest {digest_id}: {channel} {status}"
+        click.echo(line + (f" ({error})" if error else ""))
+    if any(status != "sent" for _, _, status, _ in outcome):
+        sys.exit(1)

@@ -1,1 +1,0 @@
-"""Command groups that live in their own modules; `kneeguard.cli` registers them."""

@@ -1,0 +1,1 @@
+"""The simulated club: seeded data, publishing it over MQTT, and the self-contained demo."""
