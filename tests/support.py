@@ -64,8 +64,15 @@ def deploy_config(
     password_file: Path,
     acl_file: Path,
     extra: str = "",
+    *,
+    bind_client_ids: bool = True,
 ) -> str:
-    """The shipped mosquitto.conf with listener, paths and logging pointed at the test's own."""
+    """The shipped mosquitto.conf with listener, paths and logging pointed at the test's own.
+
+    `bind_client_ids=False` turns the shipped `use_username_as_clientid` off, for brokers whose
+    tests connect many clients under one user (the `tester` superuser, several services under
+    the service account); tests/test_takeover.py shows what the binding closes.
+    """
     replaced = {
         "persistence_location": f"persistence_location {data_dir}/",
         "password_file": f"password_file {password_file}",
@@ -78,6 +85,8 @@ def deploy_config(
         key = line.split(" ", 1)[0]
         if key in replaced:
             lines.append(replaced.pop(key))
+        elif key == "use_username_as_clientid" and not bind_client_ids:
+            lines.append("use_username_as_clientid false")
         else:
             lines.append(line)
     if os.geteuid() == 0:
@@ -88,7 +97,9 @@ def deploy_config(
 
 @dataclass
 class Mosquitto:
-    """A mosquitto process running the deploy config on a free port."""
+    """A mosquitto process running the deploy config on a free port, plus a `tester` superuser,
+    and without the binding of client ids to user names (see `deploy_config`): many test clients
+    share the `tester` user, and tests run several services under the service account."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
@@ -119,7 +130,9 @@ class Mosquitto:
         acl = (ROOT / "deploy" / "mosquitto" / "acl").read_text()
         acl += f"\nuser {TEST_USER}\ntopic readwrite #\n{self.acl_extra}\n"
         self.acl_file.write_text(acl)
-        conf = deploy_config(self.port, self.workdir, self.password_file, self.acl_file)
+        conf = deploy_config(
+            self.port, self.workdir, self.password_file, self.acl_file, bind_client_ids=False
+        )
         (self.workdir / "mosquitto.conf").write_text(conf)
 
     def add_user(self, user: str, password: str) -> None:
@@ -203,6 +216,15 @@ class DeployMosquitto(Mosquitto):
             if not wait_until(lambda: port_open(tls_port), 10):
                 self.stop()
                 raise RuntimeError(f"mosquitto TLS listener did not start: {self.log()[-2000:]}")
+
+    def add_service_user(self, user: str, password: str = SERVICE_PASSWORD) -> None:
+        """Another service account (a second replica, an observer), as deploy/mosquitto/acl
+        tells operators to add one: the broker names each session after its user, so two
+        connections under one user would take each other's session. Before `start`, or `reload`
+        after."""
+        self.add_user(user, password)
+        with self.acl_file.open("a") as acl:
+            acl.write(f"\nuser {user}\ntopic readwrite kneeguard/v1/#\n")
 
     def reload(self) -> None:
         """SIGHUP: mosquitto re-reads its password and ACL files."""

@@ -343,9 +343,14 @@ def test_a_device_writes_and_reads_only_its_own_topics(
         TOPICS.alerts("bob"),
         TOPICS.ack("ann", "w1"),
     )
+    # The observer needs a service account of its own: under the service's, it would take the
+    # service's session (the broker binds client ids to user names).
+    confined.add_service_user("kneeguard-observer")
+    confined.reload()
+    assert wait_until(lambda: accepted(confined.port, "kneeguard-observer", SERVICE_PASSWORD), 5)
     with (
         Service(confined.url) as service,
-        device(confined.port, SERVICE_USER, SERVICE_PASSWORD, "kneeguard/v1/#") as observer,
+        device(confined.port, "kneeguard-observer", SERVICE_PASSWORD, "kneeguard/v1/#") as observer,
         device(confined.port, "ann.w1", ann_password, *ann_reads) as ann,
         device(confined.port, "bob.w1", bob_password, "#") as bob,
     ):

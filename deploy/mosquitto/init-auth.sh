@@ -31,6 +31,10 @@ if [ ! -f "$AUTH_DIR/acl" ]; then
 fi
 [ -f "$AUTH_DIR/passwd" ] || : > "$AUTH_DIR/passwd"
 mosquitto_passwd -b "$AUTH_DIR/passwd" "$SERVICE_USER" "$MQTT_SERVICE_PASSWORD"
+# The broker's health check connects as its own user (no ACL entry: it may read and write
+# nothing). Under the service's user it would take the service's session, since the broker
+# names every session after its user.
+mosquitto_passwd -b "$AUTH_DIR/passwd" healthcheck "$MQTT_SERVICE_PASSWORD"
 
 chown "$OWNER" "$AUTH_DIR" "$AUTH_DIR/passwd" "$AUTH_DIR/acl"
 chmod 0700 "$AUTH_DIR"
