@@ -16,6 +16,7 @@ WORKDIR /src
 # Only what `pip install .` needs (README.md is the package's long description).
 COPY pyproject.toml README.md ./
 COPY kneeguard ./kneeguard
+COPY contract ./contract
 COPY ingest ./ingest
 COPY rules ./rules
 COPY notifier ./notifier

@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from contract.topics import DeviceTopic, Kind, TopicError, Topics
 from ingest.schemas import (
     CHECKIN_SCHEMA,
     RUN_SCHEMA,
@@ -17,7 +18,6 @@ from ingest.schemas import (
     CheckinMessage,
     RunMessage,
 )
-from ingest.topics import DeviceTopic, Kind, TopicError, Topics
 from ingest.units import to_metres, to_seconds
 
 MAX_PAYLOAD: Final = 64 * 1024

@@ -22,6 +22,7 @@ from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Engine, Table, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from contract.topics import DeviceTopic, Kind, Topics
 from db.models import Checkin, DeadLetter, Device, Run
 from db.types import UTCDateTime, sqlite_datetime_text
 from ingest.messages import (
@@ -35,7 +36,6 @@ from ingest.messages import (
     describe_errors,
     truncate_payload,
 )
-from ingest.topics import DeviceTopic, Kind, Topics
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.topics import ID_PATTERN, Kind, Topics
+from contract.topics import ID_PATTERN, Topics
 
 ACL_BEGIN = "# --- devices (managed by kneeguard device add/revoke) ---"
 ACL_END = "# --- end of devices ---"
@@ -145,11 +145,8 @@ def device_acl_block(topics: Topics, athlete_id: str, device_id: str) -> list[st
     """A device may publish its own runs and check-ins and read its ack, prompt and alerts."""
     return [
         f"user {device_username(athlete_id, device_id)}",
-        f"topic write {topics.inbound(athlete_id, device_id, Kind.RUN)}",
-        f"topic write {topics.inbound(athlete_id, device_id, Kind.CHECKIN)}",
-        f"topic read {topics.ack(athlete_id, device_id)}",
-        f"topic read {topics.prompt(athlete_id, device_id)}",
-        f"topic read {topics.alerts(athlete_id)}",
+        *(f"topic write {topic}" for topic in topics.device_writes(athlete_id, device_id)),
+        *(f"topic read {topic}" for topic in topics.device_reads(athlete_id, device_id)),
     ]
 
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ingest.topics import Kind
+from contract.topics import Kind
 from ingest.writer import Stored
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.topics import ID_PATTERN
 from db.models import Athlete, Coach, Device
-from ingest.topics import ID_PATTERN
 from kneeguard.clock import Clock, utcnow
 from notifier.routing import (
     ATHLETE_CHANNELS,

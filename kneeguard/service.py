@@ -17,9 +17,9 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine
 
+from contract.topics import Topics
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, MqttConnection
-from ingest.topics import Topics
 from ingest.writer import Stored, Writer
 from kneeguard.clock import Clock, utcnow
 from kneeguard.delivery import build_transports

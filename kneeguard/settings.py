@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.topics import ID_PATTERN, clean_prefix
 from db.urls import redact_url as redact_url
-from ingest.topics import ID_PATTERN
 
 
 class Settings(BaseSettings):
@@ -90,10 +90,7 @@ class Settings(BaseSettings):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_has_no_wildcards(cls, value: str) -> str:
-        value = value.strip("/")
-        if not value or any(ch in value for ch in "+#\x00"):
-            raise ValueError("must be a non-empty topic without + or #")
-        return value
+        return clean_prefix(value)
 
     @field_validator("mqtt_client_id")
     @classmethod
@@ -106,5 +103,5 @@ class Settings(BaseSettings):
     @classmethod
     def _group_is_an_id(cls, value: str | None) -> str | None:
         if value is not None and not ID_PATTERN.fullmatch(value):
-            raise ValueError("must match [A-Za-z0-9_-]{1,64}")
+            raise ValueError(f"must match {ID_PATTERN.pattern}")
         return value

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import Final
 
 import paho.mqtt.client as mqtt
 
+from contract.topics import ID_PATTERN, Topics, clean_prefix
 from notifier.base import Channel, DeliveryError, Message, Recipient
 
 __all__ = ["QOS", "MqttAlertTransport", "Publish", "paho_publisher"]
@@ -30,10 +30,6 @@ QOS: Final = 1
 Publish = Callable[[str, bytes], None]
 """Publishes `payload` on `topic` at QoS 1, returning once acknowledged; raises on failure."""
 
-# The public contract's id pattern (ingest.topics.ID_PATTERN, not imported: notifier does not
-# depend on ingest). It also keeps `/`, `+` and `#` out of the topic.
-_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
 
 class MqttAlertTransport:
     """Publishes `message.data` as JSON to the athlete's alerts topic."""
@@ -41,15 +37,16 @@ class MqttAlertTransport:
     channel: Channel = "inapp"
 
     def __init__(self, publish: Publish, prefix: str) -> None:
-        prefix = prefix.strip("/")
-        if not prefix or any(ch in prefix for ch in "+#\x00"):
-            raise ValueError(f"topic prefix must be a topic without + or #, got {prefix!r}")
+        try:
+            self.topics = Topics(clean_prefix(prefix))
+        except ValueError as exc:
+            raise ValueError(f"topic prefix {exc}, got {prefix!r}") from None
         self._publish = publish
-        self.prefix = prefix
+        self.prefix = self.topics.prefix
 
     def topic(self, athlete_id: str) -> str:
         """The in-app alerts topic of one athlete."""
-        return f"{self.prefix}/{athlete_id}/alerts"
+        return self.topics.alerts(athlete_id)
 
     def send(self, recipient: Recipient, message: Message) -> None:
         """Publish one alert; permanent for a recipient that is not an athlete (coaches have
@@ -60,7 +57,7 @@ class MqttAlertTransport:
                 f"recipient {recipient.id} is not an athlete; in-app alerts go to athletes",
                 permanent=True,
             )
-        if not _ID.fullmatch(athlete_id):
+        if not ID_PATTERN.fullmatch(athlete_id):
             raise DeliveryError(f"athlete id {athlete_id!r} is not a valid id", permanent=True)
         try:
             payload = json.dumps(message.data).encode("utf-8")

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from contract.topics import Topics
 from db.models import Checkin, Device, Prompt, Run
 from rules.config import RulesConfig
 from rules.evaluate import evaluate_checkin, evaluate_history, history_days_needed
@@ -147,6 +148,7 @@ class RuleEngine:
         whatever the number of schedulers; a crash between claim and publish loses that one
         reminder, which is the right side to err on for a reminder.
         """
+        topics = Topics(prefix)
         delay = timedelta(hours=self.config.prompts.checkin_delay_hours)
         has_checkin = exists().where(
             Checkin.athlete_id == Run.athlete_id,
@@ -202,6 +204,6 @@ class RuleEngine:
                 }
             ).encode()
             for device_id in devices.get(run.athlete_id, []):
-                publish(f"{prefix}/{run.athlete_id}/{device_id}/prompt", payload)
+                publish(topics.prompt(run.athlete_id, device_id), payload)
             sent += 1
         return sent

@@ -23,9 +23,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract.topics import Kind, Topics
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, MqttConnection
-from ingest.topics import Kind, Topics
 from kneeguard.credentials import (
     ACL_BEGIN,
     ACL_END,
@@ -322,6 +322,17 @@ def test_acl_keeps_everything_outside_the_managed_section() -> None:
     assert "ann.w" not in second and "user bob.p\n" in second
     assert second.endswith(ACL_END + "\nuser tester\ntopic readwrite #\n")
     assert render_acl(second, TOPICS, [("bob", "p")]) == second
+
+
+def test_acl_follows_the_topic_contract() -> None:
+    """The ACL block is derived from `contract.topics`: a device may write every message kind
+    and read every topic the service publishes to it, so a new kind is not refused by the
+    broker for want of an ACL line."""
+    block = render_acl("", TOPICS, [("ann", "w")]).splitlines()
+    writes = [f"topic write kneeguard/v1/ann/w/{kind}" for kind in Kind]
+    reads = [f"topic read kneeguard/v1/ann/w/{end}" for end in ("ack", "prompt")]
+    reads.append("topic read kneeguard/v1/ann/alerts")
+    assert [line for line in block if line.startswith("topic ")] == writes + reads
 
 
 # --- confinement ----------------------------------------------------------------------------

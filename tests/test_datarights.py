@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
+from contract.topics import Topics
 from db.models import (
     Alert,
     AlertEvent,
@@ -28,7 +29,6 @@ from db.models import (
     Prompt,
     Run,
 )
-from ingest.topics import Topics
 from kneeguard.cli import athlete as athlete_cli
 from kneeguard.credentials import (
     ACL_BEGIN,

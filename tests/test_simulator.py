@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 
+from contract.topics import Topics
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Alert, Checkin, DeadLetter, Run
 from ingest.messages import Inbound, Valid, decode
-from ingest.topics import Topics
 from kneeguard.cli.common import UserError
 from kneeguard.cli.simulate import simulate
 from kneeguard.service import Service

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.topics import Kind, TopicError, Topics
 from db.urls import redact_url
 from ingest.messages import MAX_PAYLOAD, Inbound, Invalid, Valid, ack_payload, decode
-from ingest.topics import Kind, TopicError, Topics
 from ingest.units import to_metres, to_seconds
 from tests.support import checkin_payload, run_payload
 

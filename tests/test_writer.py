@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.dialects import sqlite
 
+from contract.topics import Topics
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Checkin, DeadLetter, Run
 from db.types import UTCDateTime, sqlite_datetime_text
 from ingest.messages import Inbound
 from ingest.mqtt import ReadBufferedSocket
-from ingest.topics import Topics
 from ingest.writer import Writer
 from tests.support import checkin_payload, run_payload, wait_until
 from tests.test_ingest import CHECKIN_TOPIC, RUN_TOPIC, register

@@ -107,7 +107,7 @@ def device_list(athlete_id: str | None, as_json: bool) -> None:
 
 def broker_credentials(settings: Settings) -> BrokerCredentials | None:
     """The broker files to manage, or None when no password file is configured."""
-    from ingest.topics import Topics
+    from contract.topics import Topics
     from kneeguard.credentials import BrokerCredentials
 
     if settings.mqtt_password_file is None:

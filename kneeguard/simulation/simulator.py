@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ingest.topics import ID_PATTERN
+from contract.topics import ID_PATTERN, Kind, Topics, clean_prefix
 
 __all__ = [
     "MIN_DAYS",
@@ -70,7 +70,6 @@ MIN_DAYS: Final[Mapping[str, int]] = MappingProxyType(
     }
 )
 
-Kind = Literal["run", "checkin"]
 Stage = Literal["easy", "long", "spike"]
 
 KM_PER_MILE: Final = 1.609344
@@ -165,9 +164,10 @@ class Plan:
             raise PlanError(
                 f"unknown timezone {self.timezone!r}: use an IANA name such as Europe/London"
             ) from None
-        prefix = self.prefix.strip("/")
-        if not prefix or any(ch in prefix for ch in "+#\x00"):
-            raise PlanError("the topic prefix must be a non-empty topic without + or #")
+        try:
+            clean_prefix(self.prefix)
+        except ValueError as exc:
+            raise PlanError(f"the topic prefix {exc}") from None
         if not ID_PATTERN.fullmatch(self.device_id):
             raise PlanError("the device id must be 1 to 64 of A-Z a-z 0-9 _ -")
         if not ID_PATTERN.fullmatch(self._athlete_id(self.athletes - 1)):
@@ -225,7 +225,8 @@ class Plan:
         return athletes
 
     def topic(self, athlete: SimAthlete, kind: Kind) -> str:
-        return f"{self.prefix.strip('/')}/{athlete.athlete_id}/{athlete.device_id}/{kind}"
+        topics = Topics(clean_prefix(self.prefix))
+        return topics.inbound(athlete.athlete_id, athlete.device_id, kind)
 
 
 def generate(plan: Plan) -> Iterator[Message]:
@@ -452,7 +453,7 @@ class _Athlete:
             "sensed",
             f"act-{local_start:%Y%m%d-%H%M}",
         )
-        return self._message("run", published, {"header": header, "body": body}, run.uuid)
+        return self._message(Kind.RUN, published, {"header": header, "body": body}, run.uuid)
 
     # --- check-ins ------------------------------------------------------------------------
 
@@ -605,7 +606,9 @@ class _Athlete:
         header = self._header(
             checkin_uuid, ("kneeguard", "knee-checkin"), published, "self-reported", None
         )
-        return self._message("checkin", published, {"header": header, "body": body}, checkin_uuid)
+        return self._message(
+            Kind.CHECKIN, published, {"header": header, "body": body}, checkin_uuid
+        )
 
     # --- wire format ----------------------------------------------------------------------
 
