@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from contract.topics import Kind, Topics
 from ingest.mqtt import BrokerAddress, MqttConnection
-from ingest.topics import Kind, Topics
 from kneeguard.credentials import set_password, write_acl
 from tests.support import (
     ROOT,
