@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -23,6 +23,13 @@ from ingest.units import to_metres, to_seconds
 MAX_PAYLOAD: Final = 64 * 1024
 DEAD_LETTER_PAYLOAD: Final = 4 * 1024
 MAX_ERRORS: Final = 20
+
+# Bounds of a plausible message (DESIGN.md, version 2).
+MAX_AHEAD: Final = timedelta(hours=1)
+MAX_RUN_DISTANCE_M: Final = 500_000
+MAX_MOVING_TIME_S: Final = 72 * 3600
+FASTEST_PACE_S_PER_KM: Final = 120
+PACE_CHECK_FROM_M: Final = 400
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
@@ -77,11 +84,44 @@ def describe_errors(errors: tuple[WireError, ...]) -> str:
 
 
 def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
-    """Parse the topic, validate the payload and convert it to the stored units."""
+    """Parse the topic, validate the payload and convert it to the stored units.
+
+    Never raises: whatever a device sends, the answer is a row to store or a rejection. A failure
+    no check foresaw becomes a rejection of this message alone, so that it cannot hold up the
+    messages received with it.
+    """
     try:
         device = topics.parse(message.topic)
     except TopicError as exc:
         return Invalid(None, None, (WireError("topic", str(exc)),))
+    except Exception as exc:
+        return Invalid(None, None, (unprocessable(exc),))
+    try:
+        return _decode_payload(device, message)
+    except Exception as exc:
+        return Invalid(device, readable_uuid(message.payload), (unprocessable(exc),))
+
+
+def unprocessable(exc: BaseException) -> WireError:
+    """The error of a message that failed where no check expected it; only the exception's type
+    is named, since its text may quote the payload."""
+    return WireError("", f"the message could not be processed ({type(exc).__name__})")
+
+
+def readable_uuid(payload: bytes) -> str | None:
+    """`header.uuid` of a payload that is otherwise refused, when it can be read at all."""
+    try:
+        raw = _lenient_json(payload.decode("utf-8"))
+    except Exception:
+        return None
+    header = raw.get("header") if isinstance(raw, dict) else None
+    uuid = header.get("uuid") if isinstance(header, dict) else None
+    if isinstance(uuid, str) and _is_uuid(uuid):
+        return uuid.lower()
+    return None
+
+
+def _decode_payload(device: DeviceTopic, message: Inbound) -> Valid | Invalid:
     payload = message.payload
     if not payload:
         return Invalid(device, None, (WireError("", "empty payload"),))
@@ -110,9 +150,73 @@ def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
         unstorable = _first_unstorable(parsed)
         if unstorable is not None:
             return Invalid(device, parsed.header.uuid.lower(), (unstorable,))
+    uuid = parsed.header.uuid.lower()
     if isinstance(parsed, RunMessage):
-        return Valid(device, parsed.header.uuid.lower(), run_row(device, parsed, message))
-    return Valid(device, parsed.header.uuid.lower(), checkin_row(device, parsed, message))
+        row = run_row(device, parsed, message)
+        implausible = _implausible_times(parsed, message.received_at) + _implausible_run(
+            parsed, row
+        )
+    else:
+        row = checkin_row(device, parsed, message)
+        implausible = _implausible_times(parsed, message.received_at)
+    if implausible:
+        return Invalid(device, uuid, implausible)
+    return Valid(device, uuid, row)
+
+
+def _implausible_times(
+    msg: RunMessage | CheckinMessage, received_at: datetime
+) -> tuple[WireError, ...]:
+    """Times later than an hour after receipt: a clock gone wrong, which would otherwise keep an
+    alert open into the future and mute every real report after it."""
+    latest = received_at + MAX_AHEAD
+    times = [("header.source_creation_date_time", msg.header.source_creation_date_time)]
+    if isinstance(msg, RunMessage):
+        interval = msg.body.effective_time_frame.time_interval
+        where = "body.effective_time_frame.time_interval"
+        times += [
+            (f"{where}.start_date_time", interval.start_date_time),
+            (f"{where}.end_date_time", interval.end_date_time),
+        ]
+    else:
+        times.append(
+            ("body.effective_time_frame.date_time", msg.body.effective_time_frame.date_time)
+        )
+    return tuple(
+        WireError(loc, "time is more than one hour after the message was received")
+        for loc, value in times
+        if value > latest
+    )
+
+
+def _implausible_run(msg: RunMessage, row: dict[str, Any]) -> tuple[WireError, ...]:
+    """Runs no person can run, which would distort every load rule for weeks."""
+    distance = row["distance_m"]
+    moving = row["duration_s"]
+    moving_loc = "body.duration" if msg.body.duration is not None else "body.effective_time_frame"
+    errors: list[WireError] = []
+    if distance > MAX_RUN_DISTANCE_M:
+        errors.append(
+            WireError(
+                "body.distance", f"a run cannot be longer than {MAX_RUN_DISTANCE_M // 1000} km"
+            )
+        )
+    if moving > MAX_MOVING_TIME_S:
+        errors.append(
+            WireError(moving_loc, f"moving time cannot exceed {MAX_MOVING_TIME_S // 3600} hours")
+        )
+    if (
+        PACE_CHECK_FROM_M <= distance <= MAX_RUN_DISTANCE_M
+        and moving < distance / 1000 * FASTEST_PACE_S_PER_KM
+    ):
+        errors.append(
+            WireError(
+                moving_loc,
+                f"{distance / 1000:.2f} km in {moving:.0f} s is faster than "
+                f"{FASTEST_PACE_S_PER_KM // 60}:{FASTEST_PACE_S_PER_KM % 60:02d} min/km",
+            )
+        )
+    return tuple(errors)
 
 
 def _invalid(device: DeviceTopic, text: str, exc: ValidationError) -> Invalid:

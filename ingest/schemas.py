@@ -6,11 +6,25 @@ fields are ignored so that newer apps keep working with an older service.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
+
+# No time in a message may be earlier than this (DESIGN.md, version 2); the upper bound, one
+# hour after receipt, depends on the message and is checked when it is decoded.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 RUN_SCHEMA = ("ieee", "physical-activity")
 CHECKIN_SCHEMA = ("kneeguard", "knee-checkin")
@@ -22,7 +36,30 @@ class Wire(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
 
 
+def _in_utc(value: datetime) -> datetime:
+    """An aware time that converts to UTC and is not before 2000, as UTC.
+
+    Years 1 and 9999 with an offset are valid RFC 3339 but have no UTC equivalent in Python;
+    they are refused here, by field, rather than failing later in a conversion.
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range: it has no UTC equivalent") from None
+    if utc < EARLIEST:
+        raise ValueError("time must not be before 2000-01-01T00:00:00Z")
+    return utc
+
+
+def _not_nil(value: str) -> str:
+    if value == NIL_UUID:
+        raise ValueError("the nil uuid cannot identify a message")
+    return value
+
+
 Uuid = Annotated[str, Field(pattern=UUID_RE)]
+MessageUuid = Annotated[Uuid, AfterValidator(_not_nil)]
+WireTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 ShortText = Annotated[str, Field(max_length=200)]
 
 
@@ -38,9 +75,9 @@ class Provenance(Wire):
 
 
 class Header(Wire):
-    uuid: Uuid
+    uuid: MessageUuid
     schema_id: SchemaId | None = None
-    source_creation_date_time: AwareDatetime
+    source_creation_date_time: WireTime
     modality: Literal["sensed", "self-reported"] | None = None
     acquisition_provenance: Provenance | None = None
 
@@ -102,8 +139,8 @@ class RunningDynamics(Wire):
 
 
 class TimeInterval(Wire):
-    start_date_time: AwareDatetime
-    end_date_time: AwareDatetime
+    start_date_time: WireTime
+    end_date_time: WireTime
 
     @model_validator(mode="after")
     def _end_after_start(self) -> TimeInterval:
@@ -158,7 +195,7 @@ class Ostrc(Wire):
 
 
 class CheckinTimeFrame(Wire):
-    date_time: AwareDatetime
+    date_time: WireTime
 
 
 class CheckinBody(Wire):

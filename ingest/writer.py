@@ -207,6 +207,10 @@ class Writer:
         self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
         self._thread.start()
 
+    def is_alive(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 30.0) -> bool:
         """Store and acknowledge everything submitted so far, then end the thread.
 
@@ -239,19 +243,26 @@ class Writer:
                     done = True
                     break
                 batch.append(item)
-            try:
-                carry_on = self._handle(batch)
-            except Exception:
-                # A bug must not end the writer: the batch stays unacknowledged (the broker
-                # redelivers it on reconnect) and later messages are still stored.
-                log.exception("could not handle a batch of %d messages", len(batch))
-                carry_on = True
+            carry_on = self._handle(batch)
             if not carry_on or done:
                 return
 
     def _handle(self, batch: list[Inbound]) -> bool:
-        """Store, then answer. False when told to abort while the database was away."""
-        outcomes = self._store_with_retry(batch)
+        """Store, then answer. False when told to abort while the database was away.
+
+        Nothing one message holds can stop the writer or its batch: a failure while storing that
+        no other path caught rejects each message of the batch on its own (dead letter, then
+        ack), so no message is left unacknowledged to come back on every reconnect.
+        """
+        try:
+            outcomes = self._store_with_retry(batch)
+        except Exception as exc:
+            log.error(
+                "could not store a batch of %d messages (%s); rejecting them one by one",
+                len(batch),
+                type(exc).__name__,
+            )
+            outcomes = [self._store_refused(message, exc) for message in batch]
         if outcomes is None:
             return False
         self._answer(outcomes)
@@ -305,7 +316,12 @@ class Writer:
         decoded = decode(self.topics, message)
         device = decoded.device
         uuid = decoded.uuid
-        invalid = Invalid(device, uuid, (WireError("", "the message could not be stored"),))
+        errors = (
+            decoded.errors
+            if isinstance(decoded, Invalid)
+            else (WireError("", "the message could not be stored"),)
+        )
+        invalid = Invalid(device, uuid, errors)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(DEAD_LETTERS), [self._dead_letter(message, invalid)])
@@ -428,20 +444,16 @@ class Writer:
     def _answer(self, outcomes: list[Outcome]) -> None:
         stored: list[Stored] = []
         for outcome in outcomes:
-            device = outcome.device
-            if device is not None:
-                self.broker.publish(
-                    self.topics.ack(device.athlete_id, device.device_id),
-                    ack_payload(outcome.uuid, outcome.status, outcome.errors),
-                )
-            if outcome.status == "rejected":
-                log.warning(
-                    "rejected message on %s: %s",
-                    outcome.message.topic[:200],
-                    describe_errors(outcome.errors)[:300],
-                )
-                log.debug("rejected payload (truncated): %r", outcome.message.payload[:200])
-            self.broker.ack(outcome.message.mid, outcome.message.qos)
+            try:
+                self._answer_device(outcome)
+            except Exception:
+                # The device misses its answer; the broker must still get its ack below, or the
+                # message would come back forever.
+                log.exception("could not answer a message on %s", outcome.message.topic[:200])
+            try:
+                self.broker.ack(outcome.message.mid, outcome.message.qos)
+            except Exception:
+                log.exception("could not acknowledge a message on %s", outcome.message.topic[:200])
             if outcome.stored is not None:
                 stored.append(outcome.stored)
         self.committed += len(outcomes)
@@ -450,3 +462,18 @@ class Writer:
                 self.on_stored(stored)
             except Exception:
                 log.exception("a listener failed on %d stored messages", len(stored))
+
+    def _answer_device(self, outcome: Outcome) -> None:
+        device = outcome.device
+        if device is not None:
+            self.broker.publish(
+                self.topics.ack(device.athlete_id, device.device_id),
+                ack_payload(outcome.uuid, outcome.status, outcome.errors),
+            )
+        if outcome.status == "rejected":
+            log.warning(
+                "rejected message on %s: %s",
+                outcome.message.topic[:200],
+                describe_errors(outcome.errors)[:300],
+            )
+            log.debug("rejected payload (truncated): %r", outcome.message.payload[:200])

@@ -31,8 +31,9 @@ def inbound(topic: str, payload: bytes | dict[str, Any]) -> Inbound:
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda m: timezone(timedelta(minutes=m))
 )
+# Every instant a message may carry: from 2000 (with any offset) to well before `NOW`.
 instants = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
+    min_value=datetime(2000, 1, 2), max_value=datetime(2026, 11, 23), timezones=offsets
 )
 finite = st.floats(min_value=0, max_value=1e5, allow_nan=False, allow_infinity=False)
 
@@ -58,6 +59,12 @@ def test_any_valid_run_is_stored_in_metres_utc_and_seconds(
     )
     del payload["body"]["duration"]
     result = decode(TOPICS, inbound(RUN, payload))
+    metres, seconds = to_metres(value, unit), minutes * 60
+    if metres > 500_000 or (metres >= 400 and seconds < metres / 1000 * 120):
+        # No one runs that far, or that fast: refused by field, never stored.
+        assert isinstance(result, Invalid), result
+        assert {e.loc for e in result.errors} <= {"body.distance", "body.effective_time_frame"}
+        return
     assert isinstance(result, Valid), result
     row = result.row
     assert row["distance_m"] == pytest.approx(to_metres(value, unit))
@@ -237,3 +244,192 @@ def test_a_surrogate_pair_escape_is_a_valid_emoji() -> None:
     result = decode(TOPICS, inbound(CHECKIN, raw.encode()))
     assert isinstance(result, Valid)
     assert result.row["note"] == "sore \U0001f3c3"
+
+
+# --- version 2 bounds: times, uuids, plausible runs -------------------------------------------
+
+TIME_FIELDS = {
+    "header.source_creation_date_time": ["header", "source_creation_date_time"],
+    "body.effective_time_frame.time_interval.start_date_time": [
+        "body",
+        "effective_time_frame",
+        "time_interval",
+        "start_date_time",
+    ],
+    "body.effective_time_frame.time_interval.end_date_time": [
+        "body",
+        "effective_time_frame",
+        "time_interval",
+        "end_date_time",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "msg"),
+    [
+        ("0001-01-01T00:00:00+01:00", "no UTC equivalent"),
+        ("9999-12-31T23:59:59-14:00", "no UTC equivalent"),
+        ("1999-12-31T23:59:59Z", "before 2000"),
+        ("2000-01-01T00:30:00+01:00", "before 2000"),
+    ],
+)
+@pytest.mark.parametrize("loc", list(TIME_FIELDS))
+def test_a_time_out_of_range_is_rejected_by_field(loc: str, value: str, msg: str) -> None:
+    payload = run_payload(duration={"value": 10, "unit": "sec"}, distance={"value": 1, "unit": "m"})
+    if loc.endswith("start_date_time"):
+        # Keep the interval ordered, so the only problem is the bound.
+        _mutate(payload, TIME_FIELDS[loc], value)
+        payload["body"]["effective_time_frame"]["time_interval"]["end_date_time"] = (
+            "2026-11-02T08:00:00Z"
+        )
+    else:
+        _mutate(payload, TIME_FIELDS[loc], value)
+    result = decode(TOPICS, inbound(RUN, payload))
+    assert isinstance(result, Invalid), result
+    assert any(e.loc == loc and msg in e.msg for e in result.errors), result.errors
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00"])
+def test_a_checkin_time_without_utc_equivalent_is_rejected_by_field(value: str) -> None:
+    payload = checkin_payload(effective_time_frame={"date_time": value})
+    result = decode(TOPICS, inbound(CHECKIN, payload))
+    assert isinstance(result, Invalid)
+    assert [e.loc for e in result.errors] == ["body.effective_time_frame.date_time"]
+    assert result.uuid == payload["header"]["uuid"]
+
+
+def test_the_earliest_time_is_2000_01_01_utc() -> None:
+    payload = checkin_payload(effective_time_frame={"date_time": "2000-01-01T00:00:00Z"})
+    payload["header"]["source_creation_date_time"] = "2000-01-01T01:00:00+01:00"
+    assert isinstance(decode(TOPICS, inbound(CHECKIN, payload)), Valid)
+
+
+@pytest.mark.parametrize(
+    ("ahead", "accepted"),
+    [
+        (timedelta(minutes=59, seconds=59), True),
+        (timedelta(hours=1), True),
+        (timedelta(hours=1, seconds=1), False),
+        (timedelta(days=365 * 73), False),
+    ],
+)
+def test_a_time_more_than_an_hour_after_receipt_is_rejected(
+    ahead: timedelta, accepted: bool
+) -> None:
+    when = (NOW + ahead).isoformat()
+    checkin = checkin_payload(effective_time_frame={"date_time": when}, symptoms={"locking": True})
+    result = decode(TOPICS, inbound(CHECKIN, checkin))
+    assert isinstance(result, Valid) is accepted, result
+    if not accepted:
+        assert isinstance(result, Invalid)
+        assert [e.loc for e in result.errors] == ["body.effective_time_frame.date_time"]
+        assert "one hour after" in result.errors[0].msg
+
+    created = checkin_payload()
+    created["header"]["source_creation_date_time"] = when
+    result = decode(TOPICS, inbound(CHECKIN, created))
+    assert isinstance(result, Valid) is accepted, result
+    if isinstance(result, Invalid):
+        assert [e.loc for e in result.errors] == ["header.source_creation_date_time"]
+
+
+def test_a_run_ending_in_the_future_is_rejected() -> None:
+    start = NOW - timedelta(minutes=30)
+    payload = run_payload(
+        effective_time_frame={
+            "time_interval": {
+                "start_date_time": start.isoformat(),
+                "end_date_time": (NOW + timedelta(hours=2)).isoformat(),
+            }
+        }
+    )
+    result = decode(TOPICS, inbound(RUN, payload))
+    assert isinstance(result, Invalid)
+    assert [e.loc for e in result.errors] == [
+        "body.effective_time_frame.time_interval.end_date_time"
+    ]
+
+
+def test_the_nil_uuid_is_rejected() -> None:
+    payload = checkin_payload()
+    payload["header"]["uuid"] = "00000000-0000-0000-0000-000000000000"
+    result = decode(TOPICS, inbound(CHECKIN, payload))
+    assert isinstance(result, Invalid)
+    assert [(e.loc, e.msg) for e in result.errors] == [
+        ("header.uuid", "the nil uuid cannot identify a message")
+    ]
+
+
+def _plain_run(metres: float, seconds: float) -> dict[str, Any]:
+    return run_payload(
+        distance={"value": metres, "unit": "m"}, duration={"value": seconds, "unit": "sec"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("metres", "seconds", "loc"),
+    [
+        (500_000, 72 * 3600, None),
+        (500_000.5, 72 * 3600, "body.distance"),
+        (1_000_000, 3600, "body.distance"),
+        (10_000, 72 * 3600, None),
+        (10_000, 72 * 3600 + 1, "body.duration"),
+        (10_000, 1200, None),  # exactly 2:00 min/km
+        (10_000, 1199, "body.duration"),
+        (400, 48, None),
+        (400, 47.9, "body.duration"),
+        (399.9, 1, None),  # sprints and strides are not judged on pace
+    ],
+)
+def test_implausible_runs_are_rejected_naming_the_field(
+    metres: float, seconds: float, loc: str | None
+) -> None:
+    result = decode(TOPICS, inbound(RUN, _plain_run(metres, seconds)))
+    if loc is None:
+        assert isinstance(result, Valid), result
+    else:
+        assert isinstance(result, Invalid)
+        assert [e.loc for e in result.errors] == [loc], result.errors
+
+
+def test_a_million_miles_is_rejected() -> None:
+    payload = run_payload(distance={"value": 1_000_000, "unit": "mi"})
+    result = decode(TOPICS, inbound(RUN, payload))
+    assert isinstance(result, Invalid)
+    assert [e.loc for e in result.errors] == ["body.distance"]
+    assert "500 km" in result.errors[0].msg
+
+
+def test_moving_time_from_the_interval_is_bounded_too() -> None:
+    payload = run_payload(
+        distance={"value": 10, "unit": "km"},
+        effective_time_frame={
+            "time_interval": {
+                "start_date_time": "2026-11-01T00:00:00Z",
+                "end_date_time": "2026-11-04T00:00:01Z",
+            }
+        },
+    )
+    del payload["body"]["duration"]
+    result = decode(TOPICS, inbound(RUN, payload))
+    assert isinstance(result, Invalid)
+    assert [e.loc for e in result.errors] == ["body.effective_time_frame"]
+
+
+def test_decode_turns_any_unforeseen_failure_into_a_rejection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The class behind the poison message: whatever raises while decoding rejects that message
+    (with its uuid when readable), it never escapes to the writer."""
+    import ingest.messages as messages
+
+    def boom(*args: Any) -> Any:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(messages, "checkin_row", boom)
+    payload = checkin_payload()
+    result = decode(TOPICS, inbound(CHECKIN, payload))
+    assert isinstance(result, Invalid)
+    assert result.uuid == payload["header"]["uuid"]
+    assert result.errors[0].msg == "the message could not be processed (OverflowError)"
