@@ -160,3 +160,59 @@ def test_logs_hold_no_credentials_and_no_payload(
     else:
         # The check above is not vacuous: at DEBUG the truncated payloads are there.
         assert any(marker in text for text in debug)
+
+
+FORGED = "2026-12-01 00:00:00,000 ERROR kneeguard.service: forged record"
+
+
+def test_no_logged_value_can_forge_a_record(sqlite_url: str, broker: Mosquitto) -> None:
+    """A newline (or another line break, a carriage return, a bidirectional override) in a
+    device's value is escaped in the log: every line at column 0 is a real record."""
+    engine = make_engine(sqlite_url)
+    registry = Registry(session_factory(engine))
+    registry.add_athlete(athlete_id="ann", name="Ann", email="ann@example.com")
+    registry.add_device(athlete_id="ann", device_id="watch")
+    engine.dispose()
+    breaks = ("\n", "\r\n", "\r", "\u2028", "\x85", "\x1b[2K\r", "\u202e")
+    with service(sqlite_url, broker.url) as proc:
+        proc.wait_subscribed()
+        with device_client(broker.port) as device:
+            sent = []
+            for line_break in breaks:
+                payload = checkin_payload()
+                payload["header"]["schema_id"]["namespace"] = f"x{line_break}{FORGED}"
+                device.publish(CHECKIN, payload)
+                sent.append(payload["header"]["uuid"])
+            for uuid in sent:
+                assert device.ack_for(uuid)["status"] == "rejected"
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.log
+    log = proc.log
+    assert log.count("rejected message on") >= len(breaks), log
+    for line in log.splitlines():
+        assert not line.startswith(FORGED), log
+        assert RECORD.match(line) or line.startswith("    "), line
+    for character in ("\r", "\u2028", "\x85", "\x1b", "\u202e"):
+        assert character not in log
+    assert f"x\\x0a{FORGED}" in log
+    assert f"x\\u202e{FORGED}" in log
+
+
+def test_tracebacks_are_indented_and_escaped() -> None:
+    import logging
+
+    from kneeguard.logs import SafeFormatter
+
+    formatter = SafeFormatter("%(levelname)s %(message)s")
+    try:
+        raise ValueError(f"bad\n{FORGED}\r")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed: %s", ("a\nb",), None)
+        import sys
+
+        record.exc_info = sys.exc_info()
+    text = formatter.format(record)
+    first, *rest = text.split("\n")
+    assert first == "ERROR failed: a\\x0ab"
+    assert rest and all(line.startswith("    ") for line in rest)
+    assert f"    {FORGED}\\x0d" in rest

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -20,11 +19,15 @@ from kneeguard.cli.common import fail, load_rules, load_settings, open_database
 def run(only: str | None) -> None:
     """Run the service until SIGTERM: ingest from MQTT into the database."""
     from ingest.mqtt import BrokerConfigError
+    from kneeguard.logs import configure_logging
     from kneeguard.service import Service, ServiceError
 
     settings = load_settings()
     config = load_rules(settings)
-    configure_logging(settings.log_level)
+    try:
+        configure_logging(settings.log_level)
+    except ValueError:
+        fail(f"invalid configuration KNEEGUARD_LOG_LEVEL: unknown level {settings.log_level!r}", 2)
     engine = open_database(settings)
     try:
         service = Service(settings, engine, rules_config=config, only=only)
@@ -35,12 +38,3 @@ def run(only: str | None) -> None:
     except ServiceError as exc:
         fail(str(exc))
     sys.exit(code)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
