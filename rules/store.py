@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, and_, insert, select, update
 
@@ -21,55 +21,68 @@ from rules.model import AthleteHistory, CheckinFact, Finding, PainSite, RunFact,
 
 STREAM_ROWS = 5000
 
-RUN_COLUMNS = (Run.athlete_id, Run.id, Run.uuid, Run.start_time, Run.distance_m, Run.duration_s,
-               Run.rpe, Run.cadence_spm)  # fmt: skip
-CHECKIN_COLUMNS = (
-    Checkin.athlete_id,
-    Checkin.id,
-    Checkin.uuid,
-    Checkin.recorded_at,
-    Checkin.context,
-    Checkin.pain_score,
-    Checkin.pain_sites,
-    Checkin.swelling,
-    Checkin.locking,
-    Checkin.giving_way,
-    Checkin.cannot_bear_weight,
-    Checkin.night_pain,
-    Checkin.fever,
-    Checkin.trauma,
-    Checkin.ostrc_q1,
-    Checkin.ostrc_q2,
-    Checkin.ostrc_q3,
-    Checkin.ostrc_q4,
-    Checkin.related_run_uuid,
-)
+# Each fact field and the column it is read from. The queries select the athlete id, then these
+# columns in this order, and the facts are built by field name from the same tables, so adding
+# a column or a field cannot shift the others. (Reading the rows by attribute would cost about
+# ten times as much in the sweep, which builds a fact from every row of the window.)
+RUN_FIELDS: Final = {
+    "id": Run.id,
+    "uuid": Run.uuid,
+    "start": Run.start_time,
+    "distance_m": Run.distance_m,
+    "duration_s": Run.duration_s,
+    "rpe": Run.rpe,
+    "cadence_spm": Run.cadence_spm,
+}
+CHECKIN_FIELDS: Final = {
+    "id": Checkin.id,
+    "uuid": Checkin.uuid,
+    "recorded_at": Checkin.recorded_at,
+    "context": Checkin.context,
+    "pain_score": Checkin.pain_score,
+    "pain_sites": Checkin.pain_sites,  # JSON list of {side, aspect}
+    "swelling": Checkin.swelling,
+    "locking": Checkin.locking,
+    "giving_way": Checkin.giving_way,
+    "cannot_bear_weight": Checkin.cannot_bear_weight,
+    "night_pain": Checkin.night_pain,
+    "fever": Checkin.fever,
+    "trauma": Checkin.trauma,
+    "related_run_uuid": Checkin.related_run_uuid,
+    # Not fact fields: together they make `ostrc`.
+    "ostrc_q1": Checkin.ostrc_q1,
+    "ostrc_q2": Checkin.ostrc_q2,
+    "ostrc_q3": Checkin.ostrc_q3,
+    "ostrc_q4": Checkin.ostrc_q4,
+}
+RUN_COLUMNS: Final = (Run.athlete_id, *RUN_FIELDS.values())
+"""What `histories` selects: the athlete id, then `RUN_FIELDS`."""
+CHECKIN_COLUMNS: Final = (Checkin.athlete_id, *CHECKIN_FIELDS.values())
+"""What the check-in queries select: the athlete id, then `CHECKIN_FIELDS`."""
+_RUN_NAMES: Final = tuple(RUN_FIELDS)
+_CHECKIN_NAMES: Final = tuple(CHECKIN_FIELDS)
+_OSTRC_NAMES: Final = ("ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4")
 
 
-def _run_fact(row: Any) -> RunFact:
-    return RunFact(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+def _athlete_of(row: Sequence[Any]) -> str:
+    """The athlete id, selected first by `RUN_COLUMNS` and `CHECKIN_COLUMNS`."""
+    athlete_id: str = row[0]
+    return athlete_id
 
 
-def checkin_fact(row: Any) -> CheckinFact:
+def _run_fact(row: Sequence[Any]) -> RunFact:
+    return RunFact(**dict(zip(_RUN_NAMES, row[1:], strict=True)))
+
+
+def checkin_fact(row: Sequence[Any]) -> CheckinFact:
     """A `CheckinFact` from a row selected with `CHECKIN_COLUMNS`."""
-    q = (row[14], row[15], row[16], row[17])
-    return CheckinFact(
-        id=row[1],
-        uuid=row[2],
-        recorded_at=row[3],
-        context=row[4],
-        pain_score=row[5],
-        pain_sites=tuple(PainSite(s["side"], s["aspect"]) for s in row[6] or ()),
-        swelling=row[7],
-        locking=row[8],
-        giving_way=row[9],
-        cannot_bear_weight=row[10],
-        night_pain=row[11],
-        fever=row[12],
-        trauma=row[13],
-        ostrc=None if None in q else (q[0], q[1], q[2], q[3]),
-        related_run_uuid=row[18],
+    values = dict(zip(_CHECKIN_NAMES, row[1:], strict=True))
+    q = tuple(values.pop(name) for name in _OSTRC_NAMES)
+    values["ostrc"] = None if None in q else q
+    values["pain_sites"] = tuple(
+        PainSite(s["side"], s["aspect"]) for s in values["pain_sites"] or ()
     )
+    return CheckinFact(**values)
 
 
 def load_checkins(conn: Connection, ids: Sequence[int]) -> list[tuple[str, CheckinFact]]:
@@ -77,7 +90,7 @@ def load_checkins(conn: Connection, ids: Sequence[int]) -> list[tuple[str, Check
     if not ids:
         return []
     rows = conn.execute(select(*CHECKIN_COLUMNS).where(Checkin.id.in_(ids)))
-    return [(row[0], checkin_fact(row)) for row in rows]
+    return [(_athlete_of(row), checkin_fact(row)) for row in rows]
 
 
 def recent_checkins(
@@ -90,7 +103,7 @@ def recent_checkins(
         .order_by(Checkin.id)
     )
     for row in rows:
-        yield row[0], checkin_fact(row)
+        yield _athlete_of(row), checkin_fact(row)
 
 
 def histories(conn: Connection, since: datetime, until: datetime) -> Iterator[AthleteHistory]:
@@ -111,8 +124,8 @@ def histories(conn: Connection, since: datetime, until: datetime) -> Iterator[At
         .where(Checkin.recorded_at >= since, Checkin.recorded_at <= until)
         .order_by(by_id(Checkin.athlete_id), Checkin.recorded_at)
     )
-    run_groups = _Groups(groupby(runs, key=lambda r: r[0]))
-    checkin_groups = _Groups(groupby(checkins, key=lambda r: r[0]))
+    run_groups = _Groups(groupby(runs, key=_athlete_of))
+    checkin_groups = _Groups(groupby(checkins, key=_athlete_of))
     for athlete_id, timezone in athletes:
         yield AthleteHistory(
             athlete_id,

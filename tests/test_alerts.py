@@ -17,6 +17,8 @@ from kneeguard.service import Service
 from kneeguard.settings import Settings
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
+from rules.model import PainSite, RunFact
+from rules.store import histories, load_checkins
 from tests.support import DeviceClient, Mosquitto, checkin_payload, device_client, wait_until
 from tests.test_cli import kneeguard
 from tests.test_ingest import CHECKIN_TOPIC, PREFIX, register
@@ -142,6 +144,38 @@ def test_a_repeated_red_flag_updates_the_open_alert(live: tuple[Engine, DeviceCl
 
 
 # --- the sweep --------------------------------------------------------------------------------
+
+
+def test_facts_are_read_from_the_columns_of_their_names(db: Engine) -> None:
+    """Every run and check-in field comes from its own column: with all values distinct, a
+    column read into the wrong field would show here."""
+    start = NOW - timedelta(days=1)
+    run_id = add_run(db, start, 12.5, minutes=61, rpe=6, cadence_spm=171)
+    run_uuid = str(uuidlib.uuid4())
+    at = NOW - timedelta(hours=20)
+    flags = {"swelling": True, "locking": False, "giving_way": True, "cannot_bear_weight": False}
+    flags |= {"night_pain": True, "fever": False, "trauma": True}
+    checkin_id = add_checkin(
+        db, at, 4, context="next_morning", pain_sites=[{"side": "left", "aspect": "lateral"}],
+        ostrc_q1=0, ostrc_q2=1, ostrc_q3=2, ostrc_q4=3, related_run_uuid=run_uuid, **flags,
+    )  # fmt: skip
+    unanswered_id = add_checkin(db, at + timedelta(minutes=1), 2, ostrc_q1=1)
+    with db.connect() as conn:
+        [history] = [h for h in histories(conn, NOW - timedelta(days=2), NOW)]
+        loaded = dict((fact.id, (athlete, fact)) for athlete, fact in
+                      load_checkins(conn, [checkin_id, unanswered_id]))  # fmt: skip
+        run_uuid_stored = conn.execute(select(Run.uuid).where(Run.id == run_id)).scalar_one()
+    assert history.athlete_id == "ann"
+    [run] = history.runs
+    assert run == RunFact(run_id, run_uuid_stored, start, 12_500, 61 * 60, 6, 171)
+    athlete, checkin = loaded[checkin_id]
+    assert athlete == "ann"
+    assert history.checkins[0] == checkin
+    assert (checkin.recorded_at, checkin.context, checkin.pain_score) == (at, "next_morning", 4)
+    assert checkin.pain_sites == (PainSite("left", "lateral"),)
+    assert {name: getattr(checkin, name) for name in flags} == flags
+    assert (checkin.ostrc, checkin.related_run_uuid) == ((0, 1, 2, 3), run_uuid)
+    assert loaded[unanswered_id][1].ostrc is None  # a partly answered OSTRC is no answer
 
 
 def test_a_long_run_spike_is_found_by_the_sweep_and_a_second_sweep_changes_nothing(
