@@ -105,7 +105,8 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(UUID_LEN), unique=True)
+    # Unique per athlete (DESIGN.md v2): one athlete's uuid can never shadow another's message.
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN))
     athlete_id: Mapped[str] = mapped_column(ForeignKey("athletes.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(String(ID_LEN))
     start_time: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -128,6 +129,7 @@ class Run(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
+        UniqueConstraint("athlete_id", "uuid", name="uq_runs_athlete_uuid"),
         Index("ix_runs_athlete_start", "athlete_id", "start_time"),
         Index("ix_runs_end", "end_time"),
     )
@@ -139,7 +141,7 @@ class Checkin(Base):
     __tablename__ = "checkins"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(UUID_LEN), unique=True)
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN))  # unique per athlete, as on runs
     athlete_id: Mapped[str] = mapped_column(ForeignKey("athletes.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(String(ID_LEN))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -166,6 +168,7 @@ class Checkin(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
+        UniqueConstraint("athlete_id", "uuid", name="uq_checkins_athlete_uuid"),
         Index("ix_checkins_athlete_recorded", "athlete_id", "recorded_at"),
         Index("ix_checkins_related_run", "related_run_uuid"),
         CheckConstraint("pain_score BETWEEN 0 AND 10", name="pain_score"),

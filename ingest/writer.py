@@ -3,7 +3,7 @@
 The network loop only hands messages over (`submit`); this thread validates, stores a batch in
 one transaction, and only after the commit publishes the acks to the devices and acknowledges the
 messages to the broker. A crash before the commit means the broker redelivers; redelivery is
-answered `duplicate`, because rows are keyed on `header.uuid`.
+answered `duplicate`, because rows are keyed on (athlete, `header.uuid`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ DEAD_LETTERS: Table = DeadLetter.__table__  # type: ignore[assignment]
 
 def _insert_new_postgresql(
     conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> dict[str, int]:
+) -> dict[tuple[str, str], int]:
     """PostgreSQL: COPY the batch into a temporary table, then one INSERT .. SELECT.
 
     The temporary table lives as long as the database connection and is emptied at every commit;
@@ -75,11 +75,11 @@ def _insert_new_postgresql(
                     copy.write_row(list(row.values()))
         cursor.execute(
             f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "  # noqa: S608
-            "ON CONFLICT (uuid) DO NOTHING RETURNING uuid, id"
+            "ON CONFLICT (athlete_id, uuid) DO NOTHING RETURNING athlete_id, uuid, id"
         )
         # Rows staged earlier in the same transaction are conflicts by now, so they are neither
         # inserted twice nor returned again.
-        return {uuid: row_id for uuid, row_id in cursor.fetchall()}
+        return {(athlete, uuid): row_id for athlete, uuid, row_id in cursor.fetchall()}
 
 
 def _sqlite_params(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
@@ -100,7 +100,7 @@ def _sqlite_params(table: Table, columns: list[str], rows: list[dict[str, Any]])
 
 def _insert_new_sqlite(
     conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> dict[str, int]:
+) -> dict[tuple[str, str], int]:
     """SQLite: one `executemany` on the driver with values already in their stored form.
 
     SQLAlchemy's bulk INSERT .. RETURNING ran every value through its type processors one call
@@ -112,7 +112,7 @@ def _insert_new_sqlite(
     columns = list(rows[0])
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - model names
-        f"VALUES ({', '.join(['?'] * len(columns))}) ON CONFLICT (uuid) DO NOTHING"
+        f"VALUES ({', '.join(['?'] * len(columns))}) ON CONFLICT (athlete_id, uuid) DO NOTHING"
     )
     params = _sqlite_params(table, columns, rows)
     driver = conn.connection.driver_connection
@@ -124,10 +124,10 @@ def _insert_new_sqlite(
         if count <= 0:
             return {}
         cursor.execute(
-            f"SELECT uuid, id FROM {table.name} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            f"SELECT athlete_id, uuid, id FROM {table.name} ORDER BY id DESC LIMIT ?",  # noqa: S608
             (count,),
         )
-        return {uuid: row_id for uuid, row_id in cursor.fetchall()}
+        return {(athlete, uuid): row_id for athlete, uuid, row_id in cursor.fetchall()}
     finally:
         cursor.close()
 
@@ -337,7 +337,7 @@ class Writer:
             known = self._known_devices(conn, decoded)
             results: list[Outcome | None] = [None] * len(batch)
             pending: dict[Kind, list[tuple[int, Valid]]] = {Kind.RUN: [], Kind.CHECKIN: []}
-            seen: set[tuple[Kind, str]] = set()
+            seen: set[tuple[Kind, str, str]] = set()
             dead: list[dict[str, Any]] = []
             for index, (message, item) in enumerate(zip(batch, decoded, strict=True)):
                 if (
@@ -365,7 +365,7 @@ class Writer:
                         message, "rejected", item.uuid, item.device, item.errors
                     )
                     continue
-                key = (item.device.kind, item.uuid)
+                key = (item.device.kind, item.device.athlete_id, item.uuid)
                 if key in seen:
                     results[index] = Outcome(message, "duplicate", item.uuid, item.device)
                     continue
@@ -377,7 +377,7 @@ class Writer:
                     continue
                 ids = self._insert_new(conn, table, [valid.row for _, valid in items])
                 for index, valid in items:
-                    row_id = ids.get(valid.uuid)
+                    row_id = ids.get((valid.device.athlete_id, valid.uuid))
                     stored = (
                         Stored(
                             kind,
@@ -419,8 +419,11 @@ class Writer:
         return {(athlete, device) for athlete, device in rows}
 
     @staticmethod
-    def _insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert rows whose uuid is new; return uuid -> id of the rows actually inserted."""
+    def _insert_new(
+        conn: Connection, table: Table, rows: list[dict[str, Any]]
+    ) -> dict[tuple[str, str], int]:
+        """Insert rows whose (athlete, uuid) is new; return (athlete, uuid) -> id of the rows
+        actually inserted."""
         dialect = conn.dialect.name
         if dialect == "postgresql":
             return _insert_new_postgresql(conn, table, rows)

@@ -160,7 +160,7 @@ def test_a_failing_insert_rejects_only_its_message(
 
     original = writer.Writer._insert_new
 
-    def fragile(conn: Any, table: Any, rows: list[dict[str, Any]]) -> dict[str, int]:
+    def fragile(conn: Any, table: Any, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         if any(row.get("note") == "poison" for row in rows):
             raise OverflowError("date value out of range")
         return original(conn, table, rows)
