@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from contract.bounds import (
+    FASTEST_PACE_S_PER_KM,
+    MAX_AHEAD,
+    MAX_MOVING_TIME_S,
+    MAX_RUN_DISTANCE_M,
+    PACE_CHECK_FROM_M,
+)
 from contract.topics import DeviceTopic, Kind, TopicError, Topics
 from ingest.schemas import (
     CHECKIN_SCHEMA,
@@ -23,13 +30,6 @@ from ingest.units import to_metres, to_seconds
 MAX_PAYLOAD: Final = 64 * 1024
 DEAD_LETTER_PAYLOAD: Final = 4 * 1024
 MAX_ERRORS: Final = 20
-
-# Bounds of a plausible message (DESIGN.md, version 2).
-MAX_AHEAD: Final = timedelta(hours=1)
-MAX_RUN_DISTANCE_M: Final = 500_000
-MAX_MOVING_TIME_S: Final = 72 * 3600
-FASTEST_PACE_S_PER_KM: Final = 120
-PACE_CHECK_FROM_M: Final = 400
 
 Status = Literal["accepted", "duplicate", "rejected"]
 

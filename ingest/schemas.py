@@ -19,12 +19,10 @@ from pydantic import (
     model_validator,
 )
 
+from contract.bounds import EARLIEST
+
 UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
-
-# No time in a message may be earlier than this (DESIGN.md, version 2); the upper bound, one
-# hour after receipt, depends on the message and is checked when it is decoded.
-EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 RUN_SCHEMA = ("ieee", "physical-activity")
 CHECKIN_SCHEMA = ("kneeguard", "knee-checkin")
@@ -46,6 +44,7 @@ def _in_utc(value: datetime) -> datetime:
         utc = value.astimezone(UTC)
     except OverflowError:
         raise ValueError("time is out of range: it has no UTC equivalent") from None
+    # The upper bound, an hour after receipt, depends on the message: checked when decoded.
     if utc < EARLIEST:
         raise ValueError("time must not be before 2000-01-01T00:00:00Z")
     return utc

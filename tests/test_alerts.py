@@ -295,12 +295,31 @@ def test_rules_run_as_of_an_instant_and_alert_commands(db: Engine, db_url: str) 
         (["alerts", "list", "--status", "closed"], "'closed' is not one of"),
         (["rules", "run", "--now", "tomorrow"], "--now must be an ISO 8601 instant"),
         (["rules", "run", "--now", "2026-11-20T12:00:00"], "--now needs a UTC offset"),
+        (["rules", "run", "--now", "0001-01-02T00:00:00+00:00"], "must not be before 2000"),
+        (["rules", "run", "--now", "0001-01-01T00:00:00+01:00"], "has no UTC equivalent"),
+        (["rules", "run", "--now", "9999-12-31T23:59:59-14:00"], "has no UTC equivalent"),
+        (["rules", "run", "--now", "2099-01-01T00:00:00Z"], "must not be after the current"),
     ],
 )
 def test_alert_command_errors(db: Engine, db_url: str, args: list[str], message: str) -> None:
     result = kneeguard(db_url, *args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_dated_in_the_future_changes_no_alert(db: Engine, db_url: str) -> None:
+    """Reproduced: `rules run --now 9999-...` resolved an unacknowledged urgent alert "in year
+    9999". A sweep never writes alert changes dated after the real now."""
+    add_checkin(db, NOW - timedelta(hours=1), 3, "daily", locking=True)
+    assert kneeguard(db_url, "rules", "run", "--now", NOW.isoformat()).returncode == 0
+    before = json.loads(kneeguard(db_url, "alerts", "list", "--json").stdout)
+    assert [(a["rule_id"], a["status"]) for a in before] == [("redflag.locked_knee", "open")]
+
+    result = kneeguard(db_url, "rules", "run", "--now", "9999-12-30T00:00:00Z")
+    assert result.returncode == 2
+    assert "a sweep never writes alert changes dated in the future" in result.stderr
+    after = json.loads(kneeguard(db_url, "alerts", "list", "--status", "all", "--json").stdout)
+    assert after == before
 
 
 def test_the_service_schedules_the_sweep_and_the_prompts(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
+from contract.bounds import EARLIEST
 from kneeguard.clock import utcnow
 
 if TYPE_CHECKING:
@@ -120,7 +121,22 @@ def parse_instant(value: str | None) -> datetime:
         fail(f"--now must be an ISO 8601 instant such as 2026-11-25T07:00:00Z, not {value!r}", 2)
     if parsed.tzinfo is None:
         fail(f"--now needs a UTC offset (for example {value}Z)", 2)
-    return parsed.astimezone(UTC)
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:
+        fail(f"--now {value!r} has no UTC equivalent", 2)
+    if instant < EARLIEST:
+        fail(f"--now must not be before {EARLIEST:%Y-%m-%d}: no data can be older", 2)
+    real = utcnow()
+    if instant > real:
+        # Alert times are message times, which ingest keeps within an hour of receipt: a sweep
+        # dated later would write changes from the future (an urgent alert resolved "in 9999").
+        fail(
+            f"--now must not be after the current time ({real:%Y-%m-%dT%H:%M:%SZ}): "
+            "a sweep never writes alert changes dated in the future",
+            2,
+        )
+    return instant
 
 
 def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
