@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.urls import redact_url
+from db.urls import redact_url, url_password
 
 
 class DatabaseError(RuntimeError):
@@ -67,9 +67,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def describe_operational_error(url: str, exc: OperationalError) -> str:
     """One line saying why the database at `url` could not be used, without credentials."""
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-    password = make_url(url).password
+    password = url_password(url)
     if password:
-        detail = detail.replace(str(password), "***")
+        detail = detail.replace(password, "***")
     return f"cannot use database {redact_url(url)}: {detail}"
 
 

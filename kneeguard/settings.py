@@ -1,7 +1,7 @@
 """Service configuration, read from the environment and an optional `.env` file.
 
 Every variable of the public contract (DESIGN.md, "Configuration") is a field here. URLs may carry
-credentials; `redact_url` is the only way a URL reaches a log line or an error message.
+credentials; `db.urls.redact_url` is the only way a URL reaches a log line or an error message.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.topics import ID_PATTERN, clean_prefix
-from db.urls import redact_url as redact_url
 
 
 class Settings(BaseSettings):

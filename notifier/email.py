@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from db.urls import redact_url
 from notifier.base import Channel, DeliveryError, Message, Recipient
 
 __all__ = ["EmailTransport", "Security", "SmtpSettings", "build_email"]
@@ -68,8 +69,8 @@ class SmtpSettings:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise ValueError(f"invalid SMTP URL {_redact(url)!r}") from None
-        shown = _redact(url)
+            raise ValueError(f"invalid SMTP URL {redact_url(url)!r}") from None
+        shown = redact_url(url)
         if parts.scheme not in ("smtp", "smtps"):
             raise ValueError(f"SMTP URL must start with smtp:// or smtps://, got {shown!r}")
         if not parts.hostname:
@@ -139,18 +140,6 @@ class SmtpSettings:
             return None
         cafile = str(self.cafile) if self.cafile is not None else None
         return ssl.create_default_context(cafile=cafile)
-
-
-def _redact(url: str) -> str:
-    """`url` without its password; never raises, because it runs on the error path."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
-    except ValueError:
-        return "<unparsable url>"
 
 
 def build_email(

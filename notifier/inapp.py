@@ -1,8 +1,8 @@
 """In-app alerts: the alert's JSON document on `{prefix}/{athlete_id}/alerts` (DESIGN.md, Topics).
 
 The transport only knows a `publish(topic, payload)` callable, so it needs no broker connection
-of its own and is tested without one; the composition root passes `paho_publisher(client)`, the
-service's own connected client. The callable must publish at QoS 1 and return only once the
+of its own and is tested without one; the composition root passes the `publish_confirmed` of
+the service's own broker connection. The callable must publish at QoS 1 and return only once the
 broker has acknowledged (PUBACK), raising otherwise; every such failure is transient.
 
 A retried delivery may reach an app twice (the first PUBACK can be lost after the broker got the
@@ -17,12 +17,10 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-import paho.mqtt.client as mqtt
-
 from contract.topics import ID_PATTERN, Topics, clean_prefix
 from notifier.base import Channel, DeliveryError, Message, Recipient
 
-__all__ = ["QOS", "MqttAlertTransport", "Publish", "paho_publisher"]
+__all__ = ["QOS", "MqttAlertTransport", "Publish"]
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +71,3 @@ class MqttAlertTransport:
             raise DeliveryError(
                 f"publish to {topic} failed: {type(exc).__name__}: {exc}", permanent=False
             ) from exc
-
-
-def paho_publisher(client: mqtt.Client, *, timeout: float = 10.0) -> Publish:
-    """A `Publish` over a connected paho client: QoS 1, waits up to `timeout` seconds for the
-    PUBACK and raises `TimeoutError` without one (paho's own wait returns silently)."""
-
-    def publish(topic: str, payload: bytes) -> None:
-        info = client.publish(topic, payload, qos=QOS)
-        info.wait_for_publish(timeout)  # raises for a disconnected client or a full queue
-        if not info.is_published():
-            raise TimeoutError(f"no PUBACK within {timeout:g} s")
-
-    return publish

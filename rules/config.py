@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,7 +38,6 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "RULES_FILE_ENV",
     "AcwrConfig",
     "CadenceDropConfig",
     "LifecycleConfig",
@@ -58,10 +56,7 @@ __all__ = [
     "SweepConfig",
     "WeeklyRampConfig",
     "load_rules_config",
-    "load_rules_config_from_env",
 ]
-
-RULES_FILE_ENV = "KNEEGUARD_RULES_FILE"
 
 
 class RulesConfigError(ValueError):
@@ -452,12 +447,6 @@ def load_rules_config(path: Path | None) -> RulesConfig:
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors(include_url=False))
         raise RulesConfigError(f"{path}: {problems}") from None
-
-
-def load_rules_config_from_env() -> RulesConfig:
-    """`load_rules_config` of the file named by KNEEGUARD_RULES_FILE (unset or empty: defaults)."""
-    value = os.environ.get(RULES_FILE_ENV, "").strip()
-    return load_rules_config(Path(value) if value else None)
 
 
 def _read(path: Path) -> Any:

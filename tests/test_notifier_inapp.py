@@ -4,17 +4,16 @@ publishes, an app subscribed to the athlete's alerts topic receives the alert's 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
+from ingest.mqtt import BrokerAddress, MqttConnection
 from notifier.base import DeliveryError, Message, Recipient
-from notifier.inapp import MqttAlertTransport, paho_publisher
+from notifier.inapp import MqttAlertTransport
 from notifier.render import render_alert
 from rules.catalog import spec
 from rules.text import render
@@ -48,30 +47,30 @@ def alert() -> Message:
 
 
 @pytest.fixture
-def service(broker: Mosquitto) -> Iterator[mqtt.Client]:
-    """The service's own connected paho client, with the service credentials."""
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"svc-{uuid.uuid4().hex[:8]}",
+def service(broker: Mosquitto) -> Iterator[MqttConnection]:
+    """The service's own broker connection, with the service credentials; the service hands
+    its `publish_confirmed` to the in-app transport."""
+    url = f"mqtt://{SERVICE_USER}:{SERVICE_PASSWORD}@127.0.0.1:{broker.port}"
+    # It subscribes at connect, as the service does; nothing is published on this topic.
+    quiet = ["kneeguard/v1/nobody/none/ack"]
+    connection = MqttConnection(
+        BrokerAddress.from_url(url), f"svc-{uuid.uuid4().hex[:8]}", quiet, lambda inbound: None
     )
-    client.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
-    connected = threading.Event()
-    client.on_connect = lambda *args: connected.set()
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    assert connected.wait(10) and client.is_connected()
-    yield client
-    client.disconnect()
-    client.loop_stop()
+    connection.start()
+    assert wait_until(connection.ready.is_set, 10), connection.fatal_error
+    yield connection
+    connection.stop()
 
 
 def test_alert_json_arrives_on_the_athletes_alerts_topic(
-    broker: Mosquitto, service: mqtt.Client
+    broker: Mosquitto, service: MqttConnection
 ) -> None:
     app = DeviceClient(broker.port, subscribe=("kneeguard/v1/+/alerts",))
     try:
         message = alert()
-        MqttAlertTransport(paho_publisher(service, timeout=5), "kneeguard/v1/").send(ANN, message)
+        MqttAlertTransport(partial(service.publish_confirmed, timeout=5), "kneeguard/v1/").send(
+            ANN, message
+        )
         assert wait_until(lambda: bool(app.received), 5), "no alert arrived"
     finally:
         app.close()
@@ -86,9 +85,11 @@ def test_alert_json_arrives_on_the_athletes_alerts_topic(
     assert received["text"].endswith("This is not a diagnosis.")
 
 
-def test_a_stopped_broker_is_a_transient_failure(broker: Mosquitto, service: mqtt.Client) -> None:
+def test_a_stopped_broker_is_a_transient_failure(
+    broker: Mosquitto, service: MqttConnection
+) -> None:
     broker.stop()
-    transport = MqttAlertTransport(paho_publisher(service, timeout=0.5), "kneeguard/v1")
+    transport = MqttAlertTransport(partial(service.publish_confirmed, timeout=0.5), "kneeguard/v1")
     with pytest.raises(DeliveryError) as caught:
         transport.send(ANN, alert())
     assert not caught.value.permanent

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from kneeguard.settings import Settings
 from rules.catalog import CATALOG, WEAK_EVIDENCE_RULES, spec
 from rules.config import (
-    RULES_FILE_ENV,
     RuleConfig,
     RulesConfig,
     RulesConfigError,
     load_rules_config,
-    load_rules_config_from_env,
 )
 from rules.model import Recommendation, Severity
 
@@ -323,16 +322,19 @@ def test_yaml_is_validated_like_toml_when_pyyaml_is_present(
 def test_rules_file_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(RULES_FILE_ENV, raising=False)
-    assert load_rules_config_from_env() == RulesConfig()
-    monkeypatch.setenv(RULES_FILE_ENV, "")
-    assert load_rules_config_from_env() == RulesConfig()
+    """KNEEGUARD_RULES_FILE reaches the rules through the settings, as `kneeguard run` reads it."""
+
+    def from_env() -> RulesConfig:
+        return load_rules_config(Settings(_env_file=None).rules_file)
+
+    monkeypatch.delenv("KNEEGUARD_RULES_FILE", raising=False)
+    assert from_env() == RulesConfig()
     path = _write(tmp_path, "[rules.load.monotony]\nmax_monotony = 2.5\n")
-    monkeypatch.setenv(RULES_FILE_ENV, str(path))
-    assert load_rules_config_from_env().rules.load.monotony.max_monotony == 2.5
-    monkeypatch.setenv(RULES_FILE_ENV, str(tmp_path / "nope.toml"))
+    monkeypatch.setenv("KNEEGUARD_RULES_FILE", str(path))
+    assert from_env().rules.load.monotony.max_monotony == 2.5
+    monkeypatch.setenv("KNEEGUARD_RULES_FILE", str(tmp_path / "nope.toml"))
     with pytest.raises(RulesConfigError, match=r"nope\.toml"):
-        load_rules_config_from_env()
+        from_env()
 
 
 def test_config_is_immutable() -> None:

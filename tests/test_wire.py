@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.exc import OperationalError
 
 from contract.topics import Kind, TopicError, Topics
-from db.urls import redact_url
+from db.engine import describe_operational_error
+from db.urls import redact_url, url_password
 from ingest.messages import MAX_PAYLOAD, Inbound, Invalid, Valid, ack_payload, decode
 from ingest.units import to_metres, to_seconds
 from tests.support import checkin_payload, run_payload
@@ -224,6 +226,34 @@ def test_units_convert_exactly() -> None:
 )
 def test_urls_are_shown_without_passwords(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://kg:pa/ss@db:5432/kg",
+        "postgresql+psycopg://kg:pa#ss@db:5432/kg",
+        "postgresql+psycopg://kg:pa?ss@db:5432/kg",
+        "postgresql+psycopg://kg:pa@ss@db:5432/kg",
+        "mqtts://kg:p/a#s?s@x@db:5432",
+        "smtp://kg:pa/ss@db:5432",
+    ],
+)
+def test_a_password_with_unescaped_url_characters_is_hidden_whole(url: str) -> None:
+    """A URL parser would end the password at the first `/`, `#`, `?` or `@` and show the
+    rest; the redactor ends it at the last `@`."""
+    shown = redact_url(url)
+    assert shown.startswith(url.split(":")[0] + "://kg:***@db:5432"), shown
+    assert "pa" not in shown and "ss" not in shown and "p/a" not in shown
+    assert url_password(url) == url.split("kg:", 1)[1].rsplit("@", 1)[0]
+
+
+def test_a_database_error_never_shows_the_password() -> None:
+    url = "postgresql+psycopg://kg:pa@ss@db:5432/kg"
+    error = OperationalError("connect", {}, Exception("auth failed for pa@ss\nsecond line"))
+    assert describe_operational_error(url, error) == (
+        "cannot use database postgresql+psycopg://kg:***@db:5432/kg: auth failed for ***"
+    )
 
 
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udc00", "\\u0000"])
