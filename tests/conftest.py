@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite and PostgreSQL databases, a real mosquitto per test."""
+"""Shared fixtures: real SQLite and PostgreSQL databases, a real mosquitto per test; and the one
+hypothesis profile, loaded here so the same settings apply whichever tests are collected."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine, text
 
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Base
 from tests.support import Mosquitto, missing
+
+settings.register_profile("kneeguard", max_examples=60, deadline=None)
+settings.load_profile("kneeguard")
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 

@@ -424,7 +424,11 @@ def test_postgres_unreachable_for_20_seconds_holds_messages_then_catches_up(
             assert wait_until(lambda: publisher.sent >= 150, 10)
             proxy.cut()
             cut_at = time.monotonic()
-            time.sleep(1.5)  # a commit racing the cut has finished or failed by now
+            # A commit racing the cut has finished or failed once the service has reported the
+            # database unavailable and been refused a new connection.
+            assert wait_until(
+                lambda: "database unavailable" in proc.log and proxy.refused > 0, 30
+            ), proc.log
             held_count = count(db_url, Run)
             held_acks = len(acks.acks())
             sent_at_cut = publisher.sent

@@ -8,7 +8,7 @@ import math
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rules.metrics import (
@@ -29,9 +29,6 @@ from rules.metrics import (
     spike_ratio,
     weekly_ramp,
 )
-
-settings.register_profile("metrics", max_examples=60, deadline=None)
-settings.load_profile("metrics")
 
 D0 = date(2025, 3, 1)
 T0 = datetime(2025, 3, 31, 7, 0, tzinfo=UTC)

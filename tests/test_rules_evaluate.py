@@ -29,9 +29,6 @@ from rules.model import (
 )
 from rules.text import NOT_A_DIAGNOSIS, RECOMMENDATION_TEXT
 
-settings.register_profile("rules", max_examples=60, deadline=None)
-settings.load_profile("rules")
-
 DEFAULTS = RulesConfig()
 # A Monday evening; most scenarios live in UTC so that "day n" is plain arithmetic.
 NOW = datetime(2025, 6, 30, 20, 0, tzinfo=UTC)

@@ -161,9 +161,19 @@ def pending_for_service(broker: Mosquitto, settle: float = 2.0) -> list[str]:
     def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         received.append(json.loads(msg.payload)["header"]["uuid"])
 
+    connected = threading.Event()
+
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not reason.is_failure:
+            connected.set()
+
     client.on_message = on_message
+    client.on_connect = on_connect
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
+    # The broker sends the held messages after the CONNACK: time the quiet period from there,
+    # not from a connection that a loaded machine has not made yet.
+    assert connected.wait(30), "the broker did not accept the service's session"
     last = -1
     while last != len(received):  # until a quiet period with nothing new
         last = len(received)
