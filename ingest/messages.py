@@ -126,9 +126,11 @@ def _decode_payload(device: DeviceTopic, message: Inbound) -> Valid | Invalid:
     if not payload:
         return Invalid(device, None, (WireError("", "empty payload"),))
     if len(payload) > MAX_PAYLOAD:
+        # The broker's packet limit bounds what is read here; the device learns which of its
+        # messages was refused whenever the uuid can be read.
         return Invalid(
             device,
-            None,
+            readable_uuid(payload),
             (WireError("", f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}"),),
         )
     try:
@@ -144,6 +146,9 @@ def _decode_payload(device: DeviceTopic, message: Inbound) -> Valid | Invalid:
         parsed = model.model_validate_json(text)
     except ValidationError as exc:
         return _invalid(device, text, exc)
+    duplicate = _duplicate_key(text)
+    if duplicate is not None:
+        return Invalid(device, parsed.header.uuid.lower(), (duplicate,))
     # JSON escapes can smuggle in what no database column can hold; the escape is in the text
     # whenever the decoded value is, so only such payloads pay for the walk.
     if "\\u" in text and _SUSPECT_ESCAPE.search(text):
@@ -255,6 +260,37 @@ def _printable(text: str) -> str:
     """`text` with anything UTF-8 cannot encode (unpaired surrogates from JSON escapes in keys)
     replaced, so that the error can be stored and sent back."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return document
+
+
+def _duplicate_key(text: str) -> WireError | None:
+    """A key given twice in one JSON object. Parsers disagree on which value counts (the first,
+    the last, or an error), so an app and the service could read different pain scores."""
+    try:
+        json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as exc:
+        key = _printable(exc.key[:100])
+        return WireError("", f"payload has the key {key!r} twice in one object")
+    except (ValueError, RecursionError):
+        # Valid for the model's parser but not for this one: nothing to say about duplicates.
+        return None
+    return None
 
 
 def _lenient_json(text: str) -> Any:

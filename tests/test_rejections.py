@@ -86,9 +86,20 @@ def _other_athlete() -> tuple[str, bytes, str | None]:
 
 
 def _oversized() -> tuple[str, bytes, str | None]:
+    # The uuid is echoed when it can be read, so the device knows which message was refused.
     payload = run_payload()
     payload["body"]["padding"] = "x" * (65 * 1024)
-    return RUN_TOPIC, _json(payload), None
+    return RUN_TOPIC, _json(payload), payload["header"]["uuid"]
+
+
+def _oversized_garbage() -> tuple[str, bytes, str | None]:
+    return RUN_TOPIC, b"{" + b"x" * (65 * 1024), None
+
+
+def _duplicate_key() -> tuple[str, bytes, str | None]:
+    payload = checkin_payload(pain_score=2)
+    raw = _json(payload).replace(b'"pain_score": 2', b'"pain_score": 2, "pain_score": 9')
+    return CHECKIN_TOPIC, raw, payload["header"]["uuid"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,8 @@ CASES: dict[str, Case] = {
     ),
     "empty payload": Case(lambda: _raw(CHECKIN_TOPIC, b""), "", "empty payload"),
     "over 64 KiB": Case(_oversized, "", "the limit is 65536"),
+    "over 64 KiB, no uuid readable": Case(_oversized_garbage, "", "the limit is 65536"),
+    "duplicate key": Case(_duplicate_key, "", "the key 'pain_score' twice in one object"),
     "missing uuid": Case(lambda: _header(uuid=None), "header.uuid", "Field required"),
     "malformed uuid": Case(lambda: _header(uuid="not-a-uuid"), "header.uuid", "pattern"),
     "naive time": Case(

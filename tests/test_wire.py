@@ -463,3 +463,43 @@ def test_decode_turns_any_unforeseen_failure_into_a_rejection(
     assert isinstance(result, Invalid)
     assert result.uuid == payload["header"]["uuid"]
     assert result.errors[0].msg == "the message could not be processed (OverflowError)"
+
+
+@pytest.mark.parametrize(
+    ("kind", "original", "doubled", "key"),
+    [
+        (CHECKIN, '"pain_score": 2', '"pain_score": 2, "pain_score": 9', "pain_score"),
+        (CHECKIN, '"locking": false', '"locking": false, "locking": true', "locking"),
+        (RUN, '"unit": "km"', '"unit": "km", "unit": "mi"', "unit"),
+        (RUN, '"header": {', '"header": {"uuid": "x", ', "uuid"),
+    ],
+)
+def test_a_key_twice_in_one_object_is_rejected(
+    kind: str, original: str, doubled: str, key: str
+) -> None:
+    payload = checkin_payload(pain_score=2) if kind == CHECKIN else run_payload()
+    if kind == CHECKIN:
+        payload["body"]["symptoms"] = {"locking": False}
+    text = json.dumps(payload)
+    assert original in text
+    result = decode(TOPICS, inbound(kind, text.replace(original, doubled, 1).encode()))
+    assert isinstance(result, Invalid), result
+    assert [(e.loc, e.msg) for e in result.errors] == [
+        ("", f"payload has the key {key!r} twice in one object")
+    ]
+
+
+def test_the_same_key_in_different_objects_is_fine() -> None:
+    payload = run_payload(
+        distance={"value": 5, "unit": "km"}, duration={"value": 30, "unit": "min"}
+    )
+    assert isinstance(decode(TOPICS, inbound(RUN, payload)), Valid)
+
+
+def test_an_oversized_payload_is_rejected_with_its_uuid_when_readable() -> None:
+    payload = run_payload()
+    payload["body"]["padding"] = "x" * MAX_PAYLOAD
+    result = decode(TOPICS, inbound(RUN, payload))
+    assert isinstance(result, Invalid)
+    assert result.uuid == payload["header"]["uuid"]
+    assert "the limit is 65536" in result.errors[0].msg
