@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -430,8 +431,18 @@ def service_env(db_url: str, broker_url: str) -> dict[str, str]:
         KNEEGUARD_MQTT_URL=broker_url,
         KNEEGUARD_TOPIC_PREFIX=PREFIX,
         KNEEGUARD_LOG_LEVEL="INFO",
+        # The whole service also serves the web app: on a port of its own, never a default
+        # another process may hold.
+        KNEEGUARD_WEB_BIND=f"127.0.0.1:{unused_port()}",
     )
     return env
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @contextmanager

@@ -319,3 +319,50 @@ class Delivery(Base):
             "status IN ('pending', 'sending', 'sent', 'failed', 'dead')", name="status"
         ),
     )
+
+
+class WebSecret(Base):
+    """A key the web app signs with, generated once so that every replica signs alike."""
+
+    __tablename__ = "web_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AthleteLink(Base):
+    """The generation of an athlete's signed links: raising it ends every link issued before."""
+
+    __tablename__ = "athlete_links"
+
+    athlete_id: Mapped[str] = mapped_column(
+        ForeignKey("athletes.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CoachSignIn(Base):
+    """A one-time sign-in link of a coach, stored as the SHA-256 of its secret part."""
+
+    __tablename__ = "coach_sign_ins"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    coach_id: Mapped[str] = mapped_column(ForeignKey("coaches.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A coach's bearer token for /api/v1, stored as the SHA-256 of the token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    coach_id: Mapped[str] = mapped_column(ForeignKey("coaches.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

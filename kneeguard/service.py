@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine
@@ -33,6 +34,9 @@ from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.store import Change
 
+if TYPE_CHECKING:
+    from kneeguard.web.server import WebServer
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +56,7 @@ class Service:
     first_run_delay: timedelta = timedelta(seconds=5)
     events: Events = field(default_factory=Events)
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    serve_web: bool = False  # `kneeguard run` serves the web app; code that builds a Service asks
 
     def __post_init__(self) -> None:
         self.topics = Topics(self.settings.topic_prefix)
@@ -82,6 +87,26 @@ class Service:
         self.scheduler: BackgroundScheduler | None = None
         if self.only is None:
             self.scheduler = self._build_scheduler()
+        self.web: WebServer | None = None
+        if self.only == "web" or (self.only is None and self.serve_web):
+            self.web = self._build_web()
+
+    @property
+    def ingests(self) -> bool:
+        return self.only in (None, "ingest")
+
+    def _build_web(self) -> WebServer:
+        from kneeguard.web.server import WebServer, build_context
+
+        email = self.transports.get("email")
+        ctx = build_context(
+            self.settings,
+            self.engine,
+            self.events.dispatch,
+            self.clock,
+            mailer=email.send if email is not None else None,
+        )
+        return WebServer(ctx, self.settings.web_bind)
 
     def _submit(self, message: Inbound) -> None:
         self.writer.submit(message)
@@ -184,8 +209,11 @@ class Service:
             log.exception("check-in prompts failed; they run again at the next interval")
 
     def start(self) -> None:
-        self.writer.start()
-        self.connection.start()
+        if self.ingests:
+            self.writer.start()
+            self.connection.start()
+        if self.web is not None:
+            self.web.start()
         if self.scheduler is not None:
             self.scheduler.start()
             self.worker.start()
@@ -193,13 +221,16 @@ class Service:
     def stop(self) -> None:
         """Stop taking messages, commit and acknowledge what is held, disconnect."""
         log.info("stopping: no new messages; storing what is held")
+        if self.web is not None:
+            self.web.stop()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
             self.worker.stop()
-        self.connection.stop_receiving()
-        if not self.writer.stop():
-            log.error("could not store the held messages; the broker will redeliver them")
-        self.connection.stop()
+        if self.ingests:
+            self.connection.stop_receiving()
+            if not self.writer.stop():
+                log.error("could not store the held messages; the broker will redeliver them")
+            self.connection.stop()
         self.engine.dispose()
         log.info("stopped after %d messages", self.writer.committed)
 
@@ -209,7 +240,10 @@ class Service:
             signal.signal(signum, self._on_signal)
         self.start()
         while not self.stop_requested.wait(0.5):
-            if self.connection.failed.is_set():
+            if self.web is not None and self.web.failed:
+                self.stop()
+                raise ServiceError(f"the web app could not serve on {self.settings.web_bind}")
+            if self.ingests and self.connection.failed.is_set():
                 self.stop()
                 raise ServiceError(self.connection.fatal_error or "broker connection failed")
         self.stop()

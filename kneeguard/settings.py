@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.topics import ID_PATTERN, clean_prefix
@@ -85,6 +85,38 @@ class Settings(BaseSettings):
     delivery_retention_days: int = Field(
         default=180, ge=1, le=3650, description="Delivery records older than this are purged."
     )
+
+    web_bind: str = Field(
+        default="127.0.0.1:8080",
+        description="HOST:PORT where `kneeguard run` serves the web app.",
+    )
+    public_url: str = Field(
+        default="http://localhost:8080",
+        description="Base URL of every link in emails and pushes (https turns on Secure cookies).",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs links and sessions; unset: generated once and kept in the database.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="File holding the secret key (instead of KNEEGUARD_SECRET_KEY)."
+    )
+
+    @field_validator("web_bind")
+    @classmethod
+    def _bind_is_host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, for example 127.0.0.1:8080")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not (value.startswith("http://") or value.startswith("https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
     @field_validator("topic_prefix")
     @classmethod

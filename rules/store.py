@@ -340,3 +340,28 @@ def acknowledge(conn: Connection, alert_id: int, by: str | None, now: datetime) 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def resolve(
+    conn: Connection, alert_id: int, by: str | None, now: datetime, note: str | None
+) -> str:
+    """Resolve an open or acknowledged alert by hand (a coach's decision), with an optional
+    note kept in its history; returns its new status. Raises AlertNotFoundError."""
+    row = conn.execute(
+        select(Alert.status, Alert.athlete_id, Alert.severity).where(Alert.id == alert_id)
+    ).one_or_none()
+    if row is None:
+        raise AlertNotFoundError(alert_id)
+    if row.status == "resolved":
+        return "resolved"
+    conn.execute(
+        update(Alert)
+        .where(and_(Alert.id == alert_id, Alert.status != "resolved"))
+        .values(status="resolved", resolved_at=now, updated_at=now)
+    )
+    detail = " — ".join(part for part in (by, note) if part) or None
+    severity = Severity.parse(row.severity)
+    _event(
+        conn, alert_id, row.athlete_id, "resolved", severity, now, detail[:200] if detail else None
+    )
+    return "resolved"

@@ -27,6 +27,7 @@ from tests.support import (
     SERVICE_USER,
     Mosquitto,
     device_client,
+    free_port,
     run_payload,
     wait_until,
 )
@@ -75,6 +76,7 @@ def service_env(db_url: str, broker_url: str, **extra: str) -> dict[str, str]:
         KNEEGUARD_DATABASE_URL=db_url,
         KNEEGUARD_MQTT_URL=broker_url,
         KNEEGUARD_LOG_LEVEL="INFO",
+        KNEEGUARD_WEB_BIND=f"127.0.0.1:{free_port()}",
     )
     env.update(extra)  # may override the defaults above
     return env

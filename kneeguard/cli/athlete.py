@@ -234,3 +234,27 @@ def report(erasure: Erasure) -> None:
         click.echo(f"  {name}: {erasure.deleted.get(name, 0)}")
     if erasure.credentials_removed is not None:
         click.echo(f"  broker credentials: {erasure.credentials_removed}")
+
+
+@athlete.command("link")
+@click.option("--id", "athlete_id", required=True, help="Id of the athlete.")
+@click.option("--revoke", is_flag=True, help="End every link the athlete was sent so far.")
+@database_errors
+def link(athlete_id: str, revoke: bool) -> None:
+    """Print the athlete's personal check-in link (or, with --revoke, end all their links)."""
+    from kneeguard.clock import utcnow
+    from kneeguard.web.admin import UnknownError, athlete_link, revoke_athlete_links
+    from kneeguard.web.security import SecretKeyError
+
+    settings = load_settings()
+    engine = open_database(settings)
+    try:
+        if revoke:
+            revoke_athlete_links(engine, athlete_id, utcnow())
+            click.echo(f"every link of athlete {athlete_id} is revoked")
+            return
+        click.echo(athlete_link(settings, engine, athlete_id, utcnow()))
+    except UnknownError as exc:
+        fail(str(exc), 2)
+    except SecretKeyError as exc:
+        fail(str(exc), 2)

@@ -6,7 +6,15 @@ from typing import Any
 
 import click
 
-from kneeguard.cli.common import database_errors, print_rows, registry, registry_call
+from kneeguard.cli.common import (
+    database_errors,
+    fail,
+    load_settings,
+    open_database,
+    print_rows,
+    registry,
+    registry_call,
+)
 
 
 @click.group()
@@ -93,3 +101,40 @@ def coach_list(as_json: bool) -> None:
         for c in registry().coaches()
     ]
     print_rows(rows, as_json, ["id", "name", "email", "timezone", "digest", "digest_hour"])
+
+
+@coach.command("link")
+@click.option("--id", "coach_id", required=True, help="Id of the coach.")
+@database_errors
+def coach_link(coach_id: str) -> None:
+    """Print a one-time sign-in link for a coach (valid 15 minutes; first set-up, no SMTP)."""
+    from kneeguard.clock import utcnow
+    from kneeguard.web.admin import UnknownError
+    from kneeguard.web.admin import coach_link as make_link
+    from kneeguard.web.security import SecretKeyError
+
+    settings = load_settings()
+    try:
+        click.echo(make_link(settings, open_database(settings), coach_id, utcnow()))
+    except UnknownError as exc:
+        fail(str(exc), 2)
+    except SecretKeyError as exc:
+        fail(str(exc), 2)
+
+
+@coach.command("token")
+@click.option("--id", "coach_id", required=True, help="Id of the coach.")
+@database_errors
+def coach_token(coach_id: str) -> None:
+    """Create an API bearer token for a coach (printed once; only its hash is kept)."""
+    from kneeguard.clock import utcnow
+    from kneeguard.web.admin import UnknownError
+    from kneeguard.web.admin import coach_token as make_token
+
+    settings = load_settings()
+    try:
+        token = make_token(open_database(settings), coach_id, utcnow())
+    except UnknownError as exc:
+        fail(str(exc), 2)
+    click.echo(token)
+    click.echo("the token is stored only as a hash and will not be shown again", err=True)

@@ -1,0 +1,124 @@
+"""The web app served for real: `Service(only="web")` on a free port, an SMTP sink, httpx."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, insert
+
+from db.engine import make_engine, session_factory
+from db.models import ApiToken, Run
+from kneeguard.registry import Registry
+from kneeguard.service import Service
+from kneeguard.settings import Settings
+from kneeguard.web.security import new_token, token_hash
+from tests.support import SmtpSink, free_port, new_uuid, wait_until
+
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+@dataclass
+class WebApp:
+    service: Service
+    engine: Engine
+    base: str
+    smtp: SmtpSink
+
+    @property
+    def ctx(self) -> Any:
+        assert self.service.web is not None
+        return self.service.web.ctx
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=10, follow_redirects=False, **kwargs)
+
+    def drain_outbox(self) -> int:
+        return self.service.outbox.run_once()
+
+
+@contextmanager
+def serve(db_url: str, only: str = "web", **settings: Any) -> Iterator[WebApp]:
+    smtp = SmtpSink().start()
+    port = free_port()
+    config = Settings(
+        database_url=db_url,
+        smtp_url=smtp.url,
+        web_bind=f"127.0.0.1:{port}",
+        public_url=settings.pop("public_url", f"http://127.0.0.1:{port}"),
+        mqtt_url=settings.pop("mqtt_url", f"mqtt://127.0.0.1:{free_port()}"),
+        **settings,
+    )
+    engine = make_engine(db_url)
+    service = Service(config, engine, only=only)
+    service.start()
+    try:
+        assert service.web is not None
+        assert wait_until(lambda: service.web is not None and service.web.started, 10)
+        yield WebApp(service, engine, f"http://127.0.0.1:{port}", smtp)
+    finally:
+        service.stop()
+        smtp.stop()
+
+
+def seed(engine: Engine) -> Registry:
+    """Two coaches with one athlete each (and a second athlete for c1)."""
+    reg = Registry(session_factory(engine))
+    reg.add_coach(coach_id="c1", name="Coach One", email="one@club.test")
+    reg.add_coach(coach_id="c2", name="Coach Two", email="two@club.test")
+    reg.add_athlete(
+        athlete_id="a1", name="Ann Runner", email="ann@club.test", coach_id="c1", quiet_hours="off"
+    )
+    reg.add_athlete(athlete_id="a2", name="Bo Runner", email="bo@club.test", coach_id="c1")
+    reg.add_athlete(athlete_id="b1", name="Cy Other", email="cy@club.test", coach_id="c2")
+    return reg
+
+
+def add_run(engine: Engine, athlete_id: str, start: datetime, km: float = 10.0) -> str:
+    uuid = new_uuid()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Run).values(
+                uuid=uuid,
+                athlete_id=athlete_id,
+                device_id="watch",
+                start_time=start,
+                end_time=start + timedelta(minutes=50),
+                distance_m=km * 1000,
+                duration_s=3000,
+                source_created_at=start,
+                received_at=start,
+            )
+        )
+    return uuid
+
+
+def api_token(engine: Engine, coach_id: str) -> str:
+    token = new_token()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ApiToken).values(
+                coach_id=coach_id, token_hash=token_hash(token), created_at=datetime.now(UTC)
+            )
+        )
+    return token
+
+
+def hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no hidden field {name}"
+    return found.group(1)
+
+
+def links_in(text: str) -> list[str]:
+    return re.findall(r"https?://[^\s\"<>]+", text)
+
+
+def body_of(message: Any) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return str(part.get_content()) if part is not None else ""
