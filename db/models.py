@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -127,6 +128,9 @@ class Run(Base):
     source_data_point_id: Mapped[str | None] = mapped_column(String(200))
     source_created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Imported long after it was run (an activity file of a past run): load and reference for
+    # the rules, never judged on its own, so old history notifies nobody.
+    history: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         UniqueConstraint("athlete_id", "uuid", name="uq_runs_athlete_uuid"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -103,6 +103,19 @@ class RuleEngine:
             raised=sum(1 for c in changes if c.kind == "raised"),
             resolved=resolved,
         )
+
+    def evaluate_athletes(self, athlete_ids: Collection[str], now: datetime) -> list[Change]:
+        """The scheduled rules for some athletes as of `now`, as the next sweep would run them:
+        for runs that arrived outside MQTT (imported files), so their alerts open at once."""
+        if not athlete_ids:
+            return []
+        since = now - timedelta(days=history_days_needed(self.config))
+        pending: list[tuple[str, Finding]] = []
+        with self.engine.connect() as reader:
+            for history in histories(reader, since, now, athlete_ids):
+                for finding in evaluate_history(history, now, self.config):
+                    pending.append((history.athlete_id, finding))
+        return self._apply(pending, now)
 
     def resolve_quiet(self, now: datetime) -> int:
         with self.engine.begin() as conn:

@@ -324,8 +324,10 @@ def _single_run_spike(ctx: _Context, config: RulesConfig) -> Finding | None:
     """load.single_run_spike — Frandsen et al., BJSM 2025;59:1203.
 
     Judges every run started in the last `lookback_days` local days whose local day is at least
-    `min_history_days` after the athlete's first run's day. Its reference is the longest run
-    started in the `window_days` (exact instants) before it (`rules.metrics.longest_run_before`).
+    `min_history_days` after the athlete's first run's day, except runs stored as history (an
+    activity file imported long after the run), which are references only. Its reference is the
+    longest run started in the `window_days` (exact instants) before it
+    (`rules.metrics.longest_run_before`).
     Ratio > `info_ratio` → info, > `warning_ratio` → warning. A check-in with pain ≥
     `pain_upgrade_score` recorded between the run's start and `pain_upgrade_hours` after its
     end, or naming the run in `related_run_uuid`, upgrades it to warning/rest. The worst run is
@@ -338,7 +340,7 @@ def _single_run_spike(ctx: _Context, config: RulesConfig) -> Finding | None:
     history = [(r.start, r.distance_m) for r in ctx.runs]
     best: tuple[tuple[int, bool, float, datetime], Finding] | None = None
     for run in ctx.runs_since(ctx.first_day(cfg.lookback_days)):
-        if (ctx.day(run.start) - first_day).days < cfg.min_history_days:
+        if run.history or (ctx.day(run.start) - first_day).days < cfg.min_history_days:
             continue
         longest = metrics.longest_run_before(history, run.start, cfg.window_days)
         spike = metrics.spike_ratio(run.distance_m, longest)

@@ -43,6 +43,8 @@ class RunFact:
     duration_s: float
     rpe: float | None = None
     cadence_spm: float | None = None
+    # Imported long after it was run: load and reference, never judged on its own.
+    history: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ updates it, a higher severity raises it, and old evidence never reopens a resolv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -33,6 +33,7 @@ RUN_FIELDS: Final = {
     "duration_s": Run.duration_s,
     "rpe": Run.rpe,
     "cadence_spm": Run.cadence_spm,
+    "history": Run.history,
 }
 CHECKIN_FIELDS: Final = {
     "id": Checkin.id,
@@ -106,24 +107,38 @@ def recent_checkins(
         yield _athlete_of(row), checkin_fact(row)
 
 
-def histories(conn: Connection, since: datetime, until: datetime) -> Iterator[AthleteHistory]:
-    """Every athlete's runs and check-ins in [since, until], one athlete at a time.
+def histories(
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    athlete_ids: Collection[str] | None = None,
+) -> Iterator[AthleteHistory]:
+    """Every athlete's (or the given athletes') runs and check-ins in [since, until], one
+    athlete at a time.
 
     Three streamed queries in athlete order, merged here; memory holds one athlete at a time.
     """
     stream = conn.execution_options(yield_per=STREAM_ROWS)
     by_id = _bytewise(conn)
-    athletes = stream.execute(select(Athlete.id, Athlete.timezone).order_by(by_id(Athlete.id)))
-    runs = stream.execute(
+    athletes_query = select(Athlete.id, Athlete.timezone).order_by(by_id(Athlete.id))
+    runs_query = (
         select(*RUN_COLUMNS)
         .where(Run.start_time >= since, Run.start_time <= until)
         .order_by(by_id(Run.athlete_id), Run.start_time)
     )
-    checkins = stream.execute(
+    checkins_query = (
         select(*CHECKIN_COLUMNS)
         .where(Checkin.recorded_at >= since, Checkin.recorded_at <= until)
         .order_by(by_id(Checkin.athlete_id), Checkin.recorded_at)
     )
+    if athlete_ids is not None:
+        only = sorted(athlete_ids)
+        athletes_query = athletes_query.where(Athlete.id.in_(only))
+        runs_query = runs_query.where(Run.athlete_id.in_(only))
+        checkins_query = checkins_query.where(Checkin.athlete_id.in_(only))
+    athletes = stream.execute(athletes_query)
+    runs = stream.execute(runs_query)
+    checkins = stream.execute(checkins_query)
     run_groups = _Groups(groupby(runs, key=_athlete_of))
     checkin_groups = _Groups(groupby(checkins, key=_athlete_of))
     for athlete_id, timezone in athletes:
