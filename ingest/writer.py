@@ -132,6 +132,22 @@ def _insert_new_sqlite(
         cursor.close()
 
 
+def insert_new(
+    conn: Connection, table: Table, rows: list[dict[str, Any]]
+) -> dict[tuple[str, str], int]:
+    """Insert rows whose (athlete, uuid) is new; return (athlete, uuid) -> id of the rows
+    actually inserted.
+
+    The one way runs and check-ins are stored, whichever door they came in by (MQTT, files).
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return _insert_new_postgresql(conn, table, rows)
+    if dialect == "sqlite":
+        return _insert_new_sqlite(conn, table, rows)
+    raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover
+
+
 class Broker(Protocol):
     """What the writer needs from the broker connection."""
 
@@ -422,14 +438,7 @@ class Writer:
     def _insert_new(
         conn: Connection, table: Table, rows: list[dict[str, Any]]
     ) -> dict[tuple[str, str], int]:
-        """Insert rows whose (athlete, uuid) is new; return (athlete, uuid) -> id of the rows
-        actually inserted."""
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            return _insert_new_postgresql(conn, table, rows)
-        if dialect == "sqlite":
-            return _insert_new_sqlite(conn, table, rows)
-        raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover
+        return insert_new(conn, table, rows)
 
     @staticmethod
     def _dead_letter(message: Inbound, item: Invalid) -> dict[str, Any]:
