@@ -25,6 +25,7 @@ from ingest.writer import Stored, Writer
 from kneeguard.clock import Clock, utcnow
 from kneeguard.delivery import build_transports
 from kneeguard.events import Events
+from kneeguard.importing import ActivityImport
 from kneeguard.retention import purge
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
@@ -84,6 +85,8 @@ class Service:
             write_changes=self._write_deliveries,
         )
         self.events.checkin_stored.connect(self._checkins_stored)
+        # Uploads from the web app: stored like MQTT runs, judged at once when recent.
+        self.imports = ActivityImport(self.engine, self.rules, self.clock)
         self.scheduler: BackgroundScheduler | None = None
         if self.only is None:
             self.scheduler = self._build_scheduler()

@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from kneeguard.cli import (
+    activities,
     alerts,
     athlete,
     coach,
@@ -44,6 +45,7 @@ for command in (
     deliveries.deliveries,
     digest.digest,
     service.run,
+    activities.import_files,
     simulate.simulate,
     demo.demo,
 ):

@@ -1,0 +1,75 @@
+"""Activity-file import wired to the rules (the composition root's part of `ingest.files`).
+
+`ingest.files` stores the runs of a file; here the runs it stored are handed to the rules at
+once, as the next sweep would judge them, so a spike in a file just uploaded opens the same alert
+an MQTT run opens, with its deliveries. Runs imported as history (started more than 48 hours
+before the import) are stored with `runs.history` set, and the rules never judge them on their
+own: bulk imports of old runs notify nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine
+
+from ingest.files.importer import FileOutcome, check_athlete, import_bytes, iter_import
+from kneeguard.clock import Clock, utcnow
+from kneeguard.delivery import build_transports
+from kneeguard.settings import Settings
+from notifier.routing import enqueue_alerts
+from rules.config import RulesConfig
+from rules.engine import RuleEngine
+from rules.store import Change
+
+
+@dataclass
+class ActivityImport:
+    """Imports files for an athlete, then evaluates the rules for the recent runs stored."""
+
+    engine: Engine
+    rules: RuleEngine
+    clock: Clock = field(default=utcnow)
+
+    def upload(self, athlete_id: str, name: str, data: bytes) -> FileOutcome:
+        """One uploaded file (the web app's form): its bytes and the name it was sent with."""
+        now = self.clock()
+        outcome = import_bytes(self.engine, athlete_id, name, data, now)
+        self.evaluate([outcome], now)
+        return outcome
+
+    def files(self, athlete_id: str, paths: Iterable[Path]) -> Iterator[FileOutcome]:
+        """Files and folders, one outcome per file as it is imported; the rules run once all
+        are stored. Raises `UnknownAthleteError` before reading any file."""
+        now = self.clock()
+        check_athlete(self.engine, athlete_id)
+        outcomes: list[FileOutcome] = []
+        for outcome in iter_import(self.engine, athlete_id, paths, now):
+            outcomes.append(outcome)
+            yield outcome
+        self.evaluate(outcomes, now)
+
+    def evaluate(self, outcomes: Sequence[FileOutcome], now: datetime) -> list[Change]:
+        """The rules for the athletes with recent runs among the outcomes."""
+        athletes = {stored.athlete_id for o in outcomes for stored in o.stored_recent}
+        return self.rules.evaluate_athletes(athletes, now)
+
+
+def _never_publish(topic: str, payload: bytes) -> None:
+    raise RuntimeError("this process has no broker connection")  # pragma: no cover
+
+
+def standalone(
+    engine: Engine, settings: Settings, config: RulesConfig, clock: Clock = utcnow
+) -> ActivityImport:
+    """For a process without the service (the command line): alerts it opens get the outbox
+    rows the running service would write, and that service's outbox worker delivers them."""
+    channels = tuple(build_transports(settings, _never_publish))
+
+    def write_deliveries(conn: Connection, changes: Sequence[Change], now: datetime) -> None:
+        enqueue_alerts(conn, [(c.alert_id, c.kind) for c in changes], now, channels)
+
+    return ActivityImport(engine, RuleEngine(engine, config, write_changes=write_deliveries), clock)
