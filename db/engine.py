@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.urls import redact_url, url_password
+from db.urls import check_password_encoded, redact_url, url_password
 
 
 class DatabaseError(RuntimeError):
@@ -19,6 +19,10 @@ class DatabaseError(RuntimeError):
 
 def make_engine(url: str, *, create_dirs: bool = False, **kwargs: Any) -> Engine:
     """Build an engine for `url` (SQLite or PostgreSQL) with the settings KneeGuard relies on."""
+    try:
+        check_password_encoded(url, "the database URL")
+    except ValueError as exc:
+        raise DatabaseError(str(exc)) from None
     try:
         parsed = make_url(url)
     except ArgumentError:

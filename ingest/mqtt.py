@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from db.urls import check_password_encoded, redact_url
 from ingest.messages import Inbound
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,17 @@ class BrokerAddress:
     @classmethod
     def from_url(cls, url: str) -> BrokerAddress:
         try:
+            check_password_encoded(url, "the broker URL")
+        except ValueError as exc:
+            raise BrokerConfigError(str(exc)) from None
+        try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise BrokerConfigError(f"invalid broker URL: {exc}") from None
+        except ValueError:
+            # urlsplit's message may quote a part of the URL: say which, not what.
+            raise BrokerConfigError(
+                f"invalid broker URL {redact_url(url)!r}: bad host or port"
+            ) from None
         if parts.scheme not in ("mqtt", "mqtts"):
             raise BrokerConfigError("broker URL must start with mqtt:// or mqtts://")
         if not parts.hostname:

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.topics import ID_PATTERN, clean_prefix
+from db.urls import check_password_encoded
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # URLs carry passwords: a validation error must not repeat the value it refused.
+        hide_input_in_errors=True,
     )
 
     database_url: str = Field(
@@ -116,6 +119,13 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         if not (value.startswith("http://") or value.startswith("https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("database_url", "mqtt_url", "smtp_url", "ntfy_url")
+    @classmethod
+    def _password_is_encoded(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_password_encoded(value, "the URL")
         return value
 
     @field_validator("topic_prefix")

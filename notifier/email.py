@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from db.urls import redact_url
+from db.urls import check_password_encoded, redact_url
 from notifier.base import Channel, DeliveryError, Message, Recipient
 
 __all__ = ["EmailTransport", "Security", "SmtpSettings", "build_email"]
@@ -65,6 +65,7 @@ class SmtpSettings:
         parameters are refused rather than ignored, so that a typo such as `?startls=true`
         cannot silently send mail in clear text. Errors never show the password.
         """
+        check_password_encoded(url, "the SMTP URL")
         try:
             parts = urlsplit(url)
             port = parts.port

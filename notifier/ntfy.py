@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from db.urls import check_password_encoded
 from notifier.base import Channel, DeliveryError, Message, Recipient
 from notifier.webhook import DEFAULT_TIMEOUT, origin, post
 
@@ -43,6 +44,7 @@ class NtfyTransport:
     def __init__(self, base_url: str, client: httpx.Client | None = None) -> None:
         """`base_url` is the ntfy server, possibly below a path; a user and password in it
         become basic auth. `client` is the caller's to close when given."""
+        check_password_encoded(base_url, "the ntfy URL")
         try:
             parts = urlsplit(base_url)
             parts.port  # noqa: B018 - raises ValueError for a bad port

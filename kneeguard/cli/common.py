@@ -54,7 +54,8 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "KNEEGUARD_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        fail(f"invalid configuration {name}: {first['msg']}", 2)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        fail(f"invalid configuration {name}: {message}", 2)
 
 
 def open_database(settings: Settings) -> Engine:
