@@ -36,6 +36,7 @@ from rules.engine import RuleEngine
 from rules.store import Change
 
 if TYPE_CHECKING:
+    from kneeguard.web.prompts import PromptSender
     from kneeguard.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Service:
         if self.only is None:
             self.scheduler = self._build_scheduler()
         self.web: WebServer | None = None
+        self.prompt_sender: PromptSender | None = None
         if self.only == "web" or (self.only is None and self.serve_web):
             self.web = self._build_web()
 
@@ -109,6 +111,11 @@ class Service:
             self.clock,
             mailer=email.send if email is not None else None,
         )
+        from kneeguard.web.links import NoticeLinksFromDb
+        from kneeguard.web.prompts import PromptSender
+
+        self.outbox.links = NoticeLinksFromDb(ctx.links, self.engine)
+        self.prompt_sender = PromptSender(self.engine, ctx.links, self.transports)
         return WebServer(ctx, self.settings.web_bind)
 
     def _submit(self, message: Inbound) -> None:
@@ -204,7 +211,10 @@ class Service:
             return
         try:
             sent = self.rules.send_prompts(
-                self.clock(), self.connection.publish, self.settings.topic_prefix
+                self.clock(),
+                self.connection.publish,
+                self.settings.topic_prefix,
+                on_prompt=self.prompt_sender.send if self.prompt_sender is not None else None,
             )
             if sent:
                 log.info("sent %d check-in prompts", sent)

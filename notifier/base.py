@@ -40,6 +40,17 @@ class Recipient:
 
 
 @dataclass(frozen=True, slots=True)
+class Action:
+    """A button a push notification can carry: `view` opens `url`, `http` sends a request to it
+    (ntfy's action buttons)."""
+
+    kind: Literal["view", "http"]
+    label: str
+    url: str
+    method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One rendered notification; each channel uses the parts it can carry.
 
@@ -54,6 +65,25 @@ class Message:
     severity: str = "info"  # info | warning | urgent
     tags: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeLink:
+    """Where the recipient of an alert notice reads and acknowledges it: `url` opens the page,
+    `hook` (athletes' push only) acknowledges with one request."""
+
+    url: str
+    hook: str | None = None
+
+
+class NoticeLinks(Protocol):
+    """Signed links for alert notices, made by the web app's composition (notifier does not
+    know how links are signed)."""
+
+    def for_alert(
+        self, recipient_kind: str, recipient_id: str, athlete_id: str, alert_id: int
+    ) -> NoticeLink | None: ...
 
 
 class Transport(Protocol):

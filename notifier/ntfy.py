@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
 from db.urls import check_password_encoded
-from notifier.base import Channel, DeliveryError, Message, Recipient
+from notifier.base import Action, Channel, DeliveryError, Message, Recipient
 from notifier.webhook import DEFAULT_TIMEOUT, origin, post
 
 __all__ = ["PRIORITY", "TOPIC_PATTERN", "NtfyTransport"]
@@ -34,6 +34,19 @@ PRIORITY: Final = {"info": 3, "warning": 4, "urgent": 5}
 
 TOPIC_PATTERN: Final = re.compile(r"[-_A-Za-z0-9]{1,64}")
 """What ntfy accepts as a topic name."""
+
+
+def _action(action: Action) -> dict[str, Any]:
+    """One ntfy action button (at most three per message)."""
+    if action.kind == "view":
+        return {"action": "view", "label": action.label, "url": action.url, "clear": True}
+    return {
+        "action": "http",
+        "label": action.label,
+        "url": action.url,
+        "method": action.method,
+        "clear": True,
+    }
 
 
 class NtfyTransport:
@@ -78,13 +91,18 @@ class NtfyTransport:
             raise DeliveryError(
                 f"ntfy topic of recipient {recipient.id} is not a valid topic name", permanent=True
             )
-        document = {
+        document: dict[str, Any] = {
             "topic": topic,
             "title": message.subject,
             "message": message.text,
             "priority": PRIORITY.get(message.severity, PRIORITY["info"]),
             "tags": list(message.tags),
         }
+        if message.actions:
+            document["actions"] = [_action(a) for a in message.actions[:3]]
+            document["click"] = message.actions[0].url if message.actions[0].kind == "view" else ""
+            if not document["click"]:
+                del document["click"]
         body = json.dumps(document, ensure_ascii=False).encode("utf-8")
         log.debug("push to recipient %s via %s", recipient.id, origin(self.url))
         post(

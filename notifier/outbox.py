@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from db.models import Alert, Athlete, Coach, Delivery, Digest
-from notifier.base import DeliveryError, Message, Recipient, Transport
+from notifier.base import DeliveryError, Message, NoticeLinks, Recipient, Transport
 from notifier.render import render_alert
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class Outbox:
     batch: int = 20
     senders: int = 4
     rng: random.Random = field(default_factory=random.Random)
+    links: NoticeLinks | None = None
 
     # --- one step at a time ----------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class Outbox:
             if transport is None:
                 raise DeliveryError(f"channel {item.channel} is not configured", permanent=True)
             with self.engine.connect() as conn:
-                recipient, message = load_notice(conn, item)
+                recipient, message = load_notice(conn, item, self.links)
             transport.send(recipient, message)
         except DeliveryError as exc:
             return self._failed(item, str(exc), exc.permanent)
@@ -225,7 +226,9 @@ class OutboxWorker:
 # --- what a delivery says ---------------------------------------------------------------------
 
 
-def load_notice(conn: Connection, item: Claimed) -> tuple[Recipient, Message]:
+def load_notice(
+    conn: Connection, item: Claimed, links: NoticeLinks | None = None
+) -> tuple[Recipient, Message]:
     """The recipient and the rendered message of a claimed delivery."""
     recipient = load_recipient(conn, item.recipient_kind, item.recipient_id)
     if item.digest_id is not None:
@@ -259,6 +262,11 @@ def load_notice(conn: Connection, item: Claimed) -> tuple[Recipient, Message]:
         audience=item.recipient_kind,
         opened_at=alert.opened_at,
         timezone=recipient.timezone,
+        link=(
+            links.for_alert(item.recipient_kind, item.recipient_id, alert.athlete_id, alert.id)
+            if links is not None
+            else None
+        ),
     )
     return recipient, message
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from notifier.base import Message
+from notifier.base import Action, Message, NoticeLink
 from rules.catalog import CATALOG
 from rules.model import Recommendation
 
@@ -59,6 +59,7 @@ def render_alert(
     reason: str = "opened",
     audience: str = "athlete",
     timezone: str = "UTC",
+    link: NoticeLink | None = None,
 ) -> Message:
     """The notice of one alert for one audience.
 
@@ -95,6 +96,8 @@ def render_alert(
         "alert_id": alert_id,
         "opened": _local(opened_at, timezone),
         "colour": _COLOUR[severity],
+        "ack_url": link.url if link is not None else None,
+        "ack_label": "Read and acknowledge" if audience == "athlete" else "Acknowledge",
         "footer": (
             "Sent automatically by KneeGuard; replies are not read."
             if audience == "athlete"
@@ -108,6 +111,7 @@ def render_alert(
         html=env.get_template("alert.html").render(context),
         severity=severity,
         tags=(severity, "knee", rule_id),
+        actions=_actions(link),
         data={
             "alert_id": alert_id,
             "athlete_id": athlete_id,
@@ -120,6 +124,15 @@ def render_alert(
             "opened_at": _utc(opened_at).isoformat(),
         },
     )
+
+
+def _actions(link: NoticeLink | None) -> tuple[Action, ...]:
+    if link is None:
+        return ()
+    actions = [Action("view", "Open", link.url)]
+    if link.hook is not None:
+        actions.append(Action("http", "Acknowledge", link.hook))
+    return tuple(actions)
 
 
 def subject_for(

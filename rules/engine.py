@@ -33,6 +33,8 @@ ChangeListener = Callable[[Sequence[Change]], None]
 # Called inside the transaction that opened or raised alerts: the outbox rows go in with them.
 ChangeWriter = Callable[[Connection, Sequence[Change], datetime], None]
 Publish = Callable[[str, bytes], None]
+# Told of each prompted run (athlete id, run uuid, metres): the prompt by email and push.
+PromptListener = Callable[[str, str, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,13 @@ class RuleEngine:
 
     # --- check-in prompts ------------------------------------------------------------------------
 
-    def send_prompts(self, now: datetime, publish: Publish, prefix: str) -> int:
+    def send_prompts(
+        self,
+        now: datetime,
+        publish: Publish,
+        prefix: str,
+        on_prompt: PromptListener | None = None,
+    ) -> int:
         """Ask for a check-in after each run that has none after the configured delay.
 
         The prompt row is claimed (inserted) before publishing, so a run never gets two prompts,
@@ -218,5 +226,10 @@ class RuleEngine:
             ).encode()
             for device_id in devices.get(run.athlete_id, []):
                 publish(topics.prompt(run.athlete_id, device_id), payload)
+            if on_prompt is not None:
+                try:
+                    on_prompt(run.athlete_id, run.uuid, run.distance_m)
+                except Exception:
+                    log.exception("the check-in prompt for run %d went out by MQTT only", run.id)
             sent += 1
         return sent

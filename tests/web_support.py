@@ -55,7 +55,7 @@ def serve(db_url: str, only: str = "web", **settings: Any) -> Iterator[WebApp]:
         **settings,
     )
     engine = make_engine(db_url)
-    service = Service(config, engine, only=only)
+    service = Service(config, engine, only=only, serve_web=True)
     service.start()
     try:
         assert service.web is not None

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Engine, insert
 
 from db.models import CoachSignIn
 from kneeguard.web.security import SIGN_IN_LINK_AGE, Signer, link_generation, new_token, token_hash
+from notifier.base import NoticeLink
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,21 @@ class AthleteLinks:
 
 
 __all__ = ["AthleteLinks", "Links"]
+
+
+@dataclass(frozen=True)
+class NoticeLinksFromDb:
+    """`notifier.base.NoticeLinks` for the outbox: the athlete's current link generation is read
+    when the notice is rendered."""
+
+    links: Links
+    engine: Engine
+
+    def for_alert(
+        self, recipient_kind: str, recipient_id: str, athlete_id: str, alert_id: int
+    ) -> NoticeLink | None:
+        if recipient_kind == "coach":
+            return NoticeLink(self.links.coach_alert(recipient_id, alert_id))
+        with self.engine.connect() as conn:
+            links = self.links.athlete_links(conn, athlete_id)
+        return NoticeLink(links.alert(alert_id), links.alert_hook(alert_id))
