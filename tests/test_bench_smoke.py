@@ -75,3 +75,15 @@ def test_cli_startup_benchmark_completes() -> None:
     values = {f.name: f.value for f in figures("tiny")}
     assert values["cli_help_seconds"] > 0 and values["import_click_rich_seconds"] > 0
     assert values["cli_help_ratio"] > 0
+
+
+def test_import_benchmark_imports_and_decodes_every_file() -> None:
+    from bench.imports import BARE_OPTIONS, figures
+    from ingest.files.fit import DECODE_OPTIONS
+
+    assert BARE_OPTIONS == DECODE_OPTIONS
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert values["import_fit_files_per_s"] > 0
+    assert values["import_bare_decode_files_per_s"] > 0
+    assert values["import_peak_rss_mb"] > 0

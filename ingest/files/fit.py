@@ -14,13 +14,16 @@ actual size (a truncated file) and the CRCs.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from garmin_fit_sdk import Decoder, Stream
 
 from ingest.files.model import ActivityRun, FileRefusedError, NotARunError
 
 RUNNING = "running"
+# The SDK's defaults, but heart rates from HRM-Pro style `hr` messages are not merged into the
+# records: only the session summary is read, and the merge costs time on long files.
+DECODE_OPTIONS: Final[dict[str, Any]] = {"merge_heart_rates": False, "enable_crc_check": True}
 _HEADER_MIN = 12
 
 
@@ -56,7 +59,7 @@ def decode(content: bytes) -> dict[str, list[dict[str, Any]]]:
     _check_whole(content)
     decoder = _decoder(content)
     try:
-        messages, errors = decoder.read(merge_heart_rates=False, enable_crc_check=True)
+        messages, errors = decoder.read(**DECODE_OPTIONS)
     except Exception:  # the SDK reports most errors in `errors`, but not all of them
         raise FileRefusedError("corrupt FIT file: it cannot be decoded") from None
     if errors:
