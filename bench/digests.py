@@ -19,7 +19,7 @@ from kneeguard.delivery import build_transports
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox
-from tests.support import SmtpSink
+from testsupport import SmtpSink
 
 COACHES = {"tiny": 10, "small": 1_000, "full": 1_000}
 PER_COACH = 20

@@ -1,6 +1,6 @@
 """Ingest throughput: KneeGuard against a bare MQTT subscriber, on PostgreSQL and SQLite.
 
-One run starts one mosquitto with the shipped deploy config (tests.support.Mosquitto) and measures
+One run starts one mosquitto with the shipped deploy config (testsupport.Mosquitto) and measures
 five consumers of the same burst of N run messages, one after the other:
 
 1. the ceiling: a bare paho 2.x subscriber (callback API v2, QoS 1, persistent session) that only
@@ -62,7 +62,7 @@ from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.models import Run
 from kneeguard.registry import Registry
-from tests.support import (
+from testsupport import (
     SERVICE_PASSWORD,
     SERVICE_USER,
     TEST_PASSWORD,
@@ -120,7 +120,7 @@ def environment_problem() -> str | None:
 
 
 def payload_template() -> str:
-    """A valid run message (tests.support.run_payload) with a placeholder for the uuid."""
+    """A valid run message (testsupport.run_payload) with a placeholder for the uuid."""
     import json
 
     payload = run_payload()

@@ -29,7 +29,7 @@ from bench._db import fresh_postgres
 from bench.ingest import ServiceProcess
 from db.engine import make_engine, session_factory
 from kneeguard.registry import Registry
-from tests.support import (
+from testsupport import (
     TEST_PASSWORD,
     TEST_USER,
     Mosquitto,

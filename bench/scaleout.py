@@ -18,7 +18,7 @@ from bench.ingest import (
     report,
     say,
 )
-from tests.support import Mosquitto
+from testsupport import Mosquitto
 
 
 def figures(scale: str) -> list[Figure]:

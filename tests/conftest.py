@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Base
-from tests.support import Mosquitto, missing
+from testsupport import Mosquitto, missing
 
 settings.register_profile("kneeguard", max_examples=60, deadline=None)
 settings.load_profile("kneeguard")

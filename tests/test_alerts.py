@@ -19,9 +19,17 @@ from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.model import PainSite, RunFact
 from rules.store import histories, load_checkins
-from tests.support import DeviceClient, Mosquitto, checkin_payload, device_client, wait_until
-from tests.test_cli import kneeguard
-from tests.test_ingest import CHECKIN_TOPIC, PREFIX, register
+from testsupport import (
+    CHECKIN_TOPIC,
+    PREFIX,
+    DeviceClient,
+    Mosquitto,
+    checkin_payload,
+    device_client,
+    kneeguard,
+    register,
+    wait_until,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

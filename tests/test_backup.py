@@ -19,8 +19,7 @@ from db.engine import make_engine, session_factory
 from db.models import Alert, Run
 from kneeguard.datarights import backup_sqlite, restore_sqlite, sqlite_path
 from kneeguard.registry import Registry
-from tests.support import wait_until
-from tests.test_cli import kneeguard
+from testsupport import kneeguard, wait_until
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
@@ -151,8 +150,6 @@ def test_backup_never_overwrites_and_needs_a_database(sqlite_url: str, tmp_path:
 
 
 def test_the_documented_backup_and_restore_commands(sqlite_url: str, tmp_path: Path) -> None:
-    from tests.test_cli import kneeguard
-
     assert kneeguard(sqlite_url, "coach", "add", "--id", "cora", "--name", "Cora",
                      "--email", "cora@example.com").returncode == 0  # fmt: skip
     backup = tmp_path / "backups" / "kg.db"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.ingest import environment_problem, run
-from tests.support import missing
+from testsupport import missing
 
 
 @pytest.mark.broker

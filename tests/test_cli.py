@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -15,35 +13,7 @@ from sqlalchemy import select
 
 from db.engine import make_engine
 from db.models import Athlete
-from kneeguard.cli import main
-
-
-def kneeguard(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI's entry point in this process, as the console script would."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update({k: v for k, v in saved.items() if not k.startswith("KNEEGUARD_")})
-    os.environ.update(KNEEGUARD_DATABASE_URL=db_url, **env)
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
-
-
-def assert_user_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert result.returncode == code, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("kneeguard: error: ")
-    assert text in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
+from testsupport import assert_user_error, kneeguard
 
 
 @pytest.fixture

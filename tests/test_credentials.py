@@ -35,17 +35,18 @@ from kneeguard.credentials import (
     set_password,
     verify_password,
 )
-from tests.support import (
+from testsupport import (
     ROOT,
     SERVICE_PASSWORD,
     SERVICE_USER,
     DeployMosquitto,
     DeviceClient,
+    assert_user_error,
     free_port,
+    kneeguard,
     self_signed_certificate,
     wait_until,
 )
-from tests.test_cli import assert_user_error, kneeguard
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 

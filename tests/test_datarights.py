@@ -36,7 +36,7 @@ from kneeguard.credentials import (
     read_password_entries,
     set_password,
 )
-from tests.test_cli import assert_user_error, kneeguard
+from testsupport import assert_user_error, kneeguard
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -14,15 +14,18 @@ from db.models import Checkin, Run
 from kneeguard.registry import Registry
 from kneeguard.service import Service
 from kneeguard.settings import Settings
-from tests.support import (
+from testsupport import (
+    CHECKIN_TOPIC,
+    PREFIX,
+    RUN_TOPIC,
     DeviceClient,
     Mosquitto,
     checkin_payload,
     device_client,
+    register,
     run_payload,
     wait_until,
 )
-from tests.test_ingest import CHECKIN_TOPIC, PREFIX, RUN_TOPIC, register
 
 BOB_RUN = f"{PREFIX}/bob/phone/run"
 BOB_CHECKIN = f"{PREFIX}/bob/phone/checkin"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 
 from db.engine import make_engine, session_factory
 from db.models import Alert, Coach, Delivery
@@ -23,17 +23,21 @@ from kneeguard.settings import Settings
 from notifier.base import Channel, Message, Recipient
 from notifier.outbox import Outbox, backoff
 from notifier.routing import enqueue_alerts, escalate_due, quiet_until
-from tests.support import (
+from testsupport import (
+    CHECKIN_TOPIC,
+    PREFIX,
     DeviceClient,
     HttpSink,
     Mosquitto,
     SmtpSink,
+    add_alert,
     checkin_payload,
     device_client,
     free_port,
+    kneeguard,
+    register,
     wait_until,
 )
-from tests.test_ingest import CHECKIN_TOPIC, PREFIX, register
 
 
 def settings_for(db_url: str, smtp: SmtpSink, **extra: Any) -> Settings:
@@ -66,29 +70,6 @@ def club(engine: Engine) -> None:
     registry.update_athlete("ann", ntfy_topic="ann-knee", quiet_hours="off")
 
 
-def add_alert(engine: Engine, severity: str, opened_at: datetime, rule: str = "pain.high") -> int:
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                insert(Alert).returning(Alert.id),
-                [
-                    {
-                        "athlete_id": "ann",
-                        "rule_id": rule,
-                        "severity": severity,
-                        "recommendation": "urgent_care" if severity == "urgent" else "rest",
-                        "status": "open",
-                        "opened_at": opened_at,
-                        "last_triggered_at": opened_at,
-                        "updated_at": opened_at,
-                        "message": "Seen: something. What to do: rest. This is not a diagnosis.",
-                        "evidence": {},
-                    }
-                ],
-            ).scalar_one()
-        )
-
-
 def deliveries(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(select(Delivery).order_by(Delivery.id)))
@@ -119,7 +100,7 @@ def test_a_locked_knee_reaches_email_push_and_the_app_within_two_seconds(
         assert "not a diagnosis" in body
         assert "today" in body.lower() or "urgent" in body.lower()
         assert wait_until(lambda: len(http.requests) == 1, 5)
-        path, _headers, push = http.requests[0]
+        path, push = http.requests[0].path, http.requests[0].body
         assert "ann-knee" in path or b"ann-knee" in push
         assert wait_until(lambda: len(app.received) == 1, 5)
         inapp = json.loads(app.received[0][1])
@@ -369,7 +350,6 @@ def _digest_env(db_url: str, smtp: SmtpSink) -> dict[str, str]:
 
 
 def test_digest_send_now_emails_the_coach(engine: Engine, db_url: str, smtp: SmtpSink) -> None:
-    from tests.test_cli import kneeguard
 
     club(engine)
     add_alert(engine, "warning", datetime.now(UTC) - timedelta(hours=3))
@@ -416,7 +396,6 @@ def test_digest_send_run_twice_at_once_sends_one_digest(
 def test_digest_send_for_an_unknown_coach_is_a_usage_error(
     engine: Engine, db_url: str, smtp: SmtpSink
 ) -> None:
-    from tests.test_cli import kneeguard
 
     club(engine)
     result = kneeguard(db_url, "digest", "send", "--coach", "nobody", KNEEGUARD_SMTP_URL=smtp.url)

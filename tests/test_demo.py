@@ -15,7 +15,7 @@ from db.models import Alert, Checkin, Run
 from kneeguard.cli.demo import demo
 from kneeguard.simulation.demo_support import MailFolder, probe_broker
 from kneeguard.simulation.simulator import SCENARIO_RULES
-from tests.support import DeviceClient, Mosquitto, free_port
+from testsupport import DeviceClient, Mosquitto, free_port
 
 # The shortened demo: five weeks (the spike needs 30 days of history), one runner per story
 # (runner-01 spike, -02 rising pain, -03 locked knee, -04 lateral pain) and one healthy runner.

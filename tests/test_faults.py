@@ -31,22 +31,25 @@ from kneeguard.service import Service
 from kneeguard.settings import Settings
 from notifier.outbox import Outbox
 from notifier.routing import enqueue_alerts
-from tests.support import (
+from testsupport import (
+    CHECKIN_TOPIC,
+    PREFIX,
+    RUN_TOPIC,
     TEST_PASSWORD,
     TEST_USER,
     DeviceClient,
     Mosquitto,
     SmtpSink,
+    TcpProxy,
+    add_alert,
     checkin_payload,
     device_client,
     free_port,
+    register,
     run_payload,
+    service,
     wait_until,
 )
-from tests.tcpproxy import TcpProxy
-from tests.test_delivery import add_alert
-from tests.test_ingest import CHECKIN_TOPIC, PREFIX, RUN_TOPIC, register
-from tests.test_service import service
 
 # --- helpers --------------------------------------------------------------------------------
 

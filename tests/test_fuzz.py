@@ -36,9 +36,17 @@ from sqlalchemy import select
 
 from db.engine import make_engine
 from db.models import Checkin, DeadLetter, Run
-from tests.support import CHECKIN_TEMPLATE, RUN_TEMPLATE, Mosquitto, device_client, wait_until
-from tests.test_ingest import CHECKIN_TOPIC, RUN_TOPIC, register
-from tests.test_service import service
+from testsupport import (
+    CHECKIN_TEMPLATE,
+    CHECKIN_TOPIC,
+    RUN_TEMPLATE,
+    RUN_TOPIC,
+    Mosquitto,
+    device_client,
+    register,
+    service,
+    wait_until,
+)
 
 JSON_MUTANTS = 2500
 GARBAGE = 2500

@@ -11,23 +11,21 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from db.engine import make_engine, session_factory
+from db.engine import make_engine
 from db.models import Checkin, Run
-from kneeguard.registry import Registry
 from kneeguard.service import Service
 from kneeguard.settings import Settings
-from tests.support import (
+from testsupport import (
+    CHECKIN_TOPIC,
+    RUN_TOPIC,
     DeviceClient,
     Mosquitto,
     checkin_payload,
     device_client,
+    register,
     run_payload,
     wait_until,
 )
-
-PREFIX = "kneeguard/v1"
-RUN_TOPIC = f"{PREFIX}/ann/watch/run"
-CHECKIN_TOPIC = f"{PREFIX}/ann/watch/checkin"
 
 
 @dataclass
@@ -39,13 +37,6 @@ class Running:
     def count(self, model: type[Any]) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
-
-
-def register(engine: Engine) -> None:
-    registry = Registry(session_factory(engine))
-    registry.add_coach(coach_id="cora", name="Cora", email="cora@example.com")
-    registry.add_athlete(athlete_id="ann", name="Ann", email="ann@example.com", coach_id="cora")
-    registry.add_device(athlete_id="ann", device_id="watch")
 
 
 @pytest.fixture

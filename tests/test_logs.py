@@ -18,7 +18,7 @@ import pytest
 
 from db.engine import make_engine, session_factory
 from kneeguard.registry import Registry
-from tests.support import (
+from testsupport import (
     SERVICE_PASSWORD,
     TEST_PASSWORD,
     HttpSink,
@@ -26,9 +26,9 @@ from tests.support import (
     SmtpSink,
     checkin_payload,
     device_client,
+    service,
     wait_until,
 )
-from tests.test_service import service
 
 PREFIX = "kneeguard/v1"
 CHECKIN = f"{PREFIX}/ann/watch/checkin"

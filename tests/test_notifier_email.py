@@ -28,7 +28,7 @@ from notifier.email import EmailTransport, SmtpSettings
 from notifier.render import render_alert
 from rules.catalog import spec
 from rules.text import render
-from tests.support import free_port, missing
+from testsupport import free_port, missing
 
 MAIL_FROM = "KneeGuard <alerts@kneeguard.example>"
 USER = "kneeguard"

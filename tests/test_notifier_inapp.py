@@ -17,7 +17,7 @@ from notifier.inapp import MqttAlertTransport
 from notifier.render import render_alert
 from rules.catalog import spec
 from rules.text import render
-from tests.support import SERVICE_PASSWORD, SERVICE_USER, DeviceClient, Mosquitto, wait_until
+from testsupport import SERVICE_PASSWORD, SERVICE_USER, DeviceClient, Mosquitto, wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -1,18 +1,13 @@
 """ntfy push delivery against a real local HTTP server that records requests and answers as
 told: the JSON document (title, message, priority, tags), non-ASCII, auth, error classes.
 
-`RecordingServer` is shared with tests/test_notifier_webhook.py."""
+`HttpSink` is shared with tests/test_notifier_webhook.py."""
 
 from __future__ import annotations
 
 import base64
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +17,7 @@ from notifier.ntfy import NtfyTransport
 from notifier.render import render_alert
 from rules.catalog import spec
 from rules.text import render
-from tests.support import free_port
+from testsupport import HttpSink, free_port
 
 ANN = Recipient(
     kind="athlete",
@@ -35,73 +30,9 @@ ANN = Recipient(
 )
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class RecordingServer:
-    """A ThreadingHTTPServer on a free port: records every request and answers `status`
-    (with `location` for a redirect), or, with `hang`, never answers until stopped."""
-
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self.status = 200
-        self.reply = b'{"id":"x"}'
-        self.hang = False
-        self._release = threading.Event()
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                recorder.requests.append(
-                    Request(
-                        method="POST",
-                        path=self.path,
-                        headers={k.lower(): v for k, v in self.headers.items()},
-                        body=self.rfile.read(length),
-                    )
-                )
-                if recorder.hang:
-                    recorder._release.wait(10)
-                    self.close_connection = True
-                    return
-                self.send_response(recorder.status)
-                if 300 <= recorder.status < 400:
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(recorder.reply)))
-                self.end_headers()
-                self.wfile.write(recorder.reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output clean
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port: int = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(5)
-
-
 @pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    recording = RecordingServer()
+def server() -> Iterator[HttpSink]:
+    recording = HttpSink().start()
     yield recording
     recording.stop()
 
@@ -127,7 +58,7 @@ def alert(severity: str = "warning", recommendation: str = "rest") -> Message:
 
 
 def test_publishes_title_message_priority_and_tags_as_json(
-    server: RecordingServer, client: httpx.Client
+    server: HttpSink, client: httpx.Client
 ) -> None:
     message = alert()
     NtfyTransport(server.url, client).send(ANN, message)
@@ -146,15 +77,13 @@ def test_publishes_title_message_priority_and_tags_as_json(
 
 @pytest.mark.parametrize(("severity", "priority"), [("info", 3), ("warning", 4), ("urgent", 5)])
 def test_priority_follows_severity(
-    severity: str, priority: int, server: RecordingServer, client: httpx.Client
+    severity: str, priority: int, server: HttpSink, client: httpx.Client
 ) -> None:
     NtfyTransport(server.url, client).send(ANN, Message("t", "m", severity=severity))
     assert server.requests[0].json()["priority"] == priority
 
 
-def test_non_ascii_title_and_message_arrive_intact(
-    server: RecordingServer, client: httpx.Client
-) -> None:
+def test_non_ascii_title_and_message_arrive_intact(server: HttpSink, client: httpx.Client) -> None:
     title = "[URGENT] KneeGuard: knee locking — Zoë Ødegård 🦵"
     NtfyTransport(server.url, client).send(ANN, Message(title, "Schmerz 7/10 — Knie", "urgent"))
     document = server.requests[0].json()
@@ -162,13 +91,13 @@ def test_non_ascii_title_and_message_arrive_intact(
     assert document["message"] == "Schmerz 7/10 — Knie"
 
 
-def test_a_path_in_the_base_url_is_kept(server: RecordingServer, client: httpx.Client) -> None:
+def test_a_path_in_the_base_url_is_kept(server: HttpSink, client: httpx.Client) -> None:
     NtfyTransport(f"{server.url}/ntfy/", client).send(ANN, Message("t", "m"))
     assert server.requests[0].path == "/ntfy"
 
 
 def test_credentials_in_the_url_become_basic_auth_and_are_never_shown(
-    server: RecordingServer, client: httpx.Client
+    server: HttpSink, client: httpx.Client
 ) -> None:
     transport = NtfyTransport(f"http://kg:hunter2%40x@127.0.0.1:{server.port}", client)
     server.status = 401
@@ -182,7 +111,7 @@ def test_credentials_in_the_url_become_basic_auth_and_are_never_shown(
 
 @pytest.mark.parametrize("topic", [None, "", "a/b", "x" * 65])
 def test_recipient_without_a_usable_topic_is_permanent_and_nothing_is_sent(
-    topic: str | None, server: RecordingServer, client: httpx.Client
+    topic: str | None, server: HttpSink, client: httpx.Client
 ) -> None:
     coach = Recipient("coach", "kim", "Kim", "kim@example.org", "UTC", ntfy_topic=topic)
     with pytest.raises(DeliveryError) as caught:
@@ -206,7 +135,7 @@ def test_recipient_without_a_usable_topic_is_permanent_and_nothing_is_sent(
     ],
 )
 def test_http_4xx_and_redirects_are_permanent_429_and_5xx_transient(
-    status: int, permanent: bool, server: RecordingServer, client: httpx.Client
+    status: int, permanent: bool, server: HttpSink, client: httpx.Client
 ) -> None:
     server.status = status
     server.reply = b'{"code":40001,"error":"told to fail"}'
@@ -217,7 +146,7 @@ def test_http_4xx_and_redirects_are_permanent_429_and_5xx_transient(
     assert len(server.requests) == 1  # not retried or redirected inside the transport
 
 
-def test_a_server_that_never_answers_times_out_as_transient(server: RecordingServer) -> None:
+def test_a_server_that_never_answers_times_out_as_transient(server: HttpSink) -> None:
     server.hang = True
     with (
         httpx.Client(timeout=httpx.Timeout(0.3)) as impatient,

@@ -11,8 +11,7 @@ import pytest
 
 from notifier.base import DeliveryError, Message, Recipient
 from notifier.webhook import WebhookTransport, canonical_body, sign, verify_signature
-from tests.support import free_port
-from tests.test_notifier_ntfy import RecordingServer
+from testsupport import HttpSink, free_port
 
 SECRET = "whsec-coach-kim-91f0"
 NOW = 1_793_000_000
@@ -43,8 +42,8 @@ def coach(url: str | None, secret: str | None = SECRET) -> Recipient:
 
 
 @pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    recording = RecordingServer()
+def server() -> Iterator[HttpSink]:
+    recording = HttpSink().start()
     yield recording
     recording.stop()
 
@@ -56,7 +55,7 @@ def transport() -> Iterator[WebhookTransport]:
 
 
 def test_posts_canonical_json_signed_with_the_coachs_secret(
-    server: RecordingServer, transport: WebhookTransport
+    server: HttpSink, transport: WebhookTransport
 ) -> None:
     transport.send(coach(f"{server.url}/hooks/kneeguard?token=abc"), MESSAGE)
 
@@ -87,7 +86,7 @@ def test_canonical_body_is_sorted_compact_ascii() -> None:
     ],
 )
 def test_signature_fails_for_another_secret_tampering_or_replay(
-    server: RecordingServer,
+    server: HttpSink,
     transport: WebhookTransport,
     secret: str,
     timestamp: str,
@@ -125,7 +124,7 @@ def test_missing_url_or_secret_or_non_http_url_is_permanent(
     [(400, True), (401, True), (410, True), (301, True), (429, False), (500, False), (503, False)],
 )
 def test_http_4xx_and_redirects_are_permanent_429_and_5xx_transient(
-    status: int, permanent: bool, server: RecordingServer, transport: WebhookTransport
+    status: int, permanent: bool, server: HttpSink, transport: WebhookTransport
 ) -> None:
     server.status = status
     with pytest.raises(DeliveryError) as caught:
@@ -136,7 +135,7 @@ def test_http_4xx_and_redirects_are_permanent_429_and_5xx_transient(
     assert "kim-token-5521" not in str(caught.value) and "abc" not in str(caught.value)
 
 
-def test_a_receiver_that_never_answers_times_out_as_transient(server: RecordingServer) -> None:
+def test_a_receiver_that_never_answers_times_out_as_transient(server: HttpSink) -> None:
     server.hang = True
     with (
         httpx.Client(timeout=httpx.Timeout(0.3)) as impatient,

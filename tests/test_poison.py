@@ -22,15 +22,17 @@ from db.engine import make_engine
 from db.models import Checkin, DeadLetter, Run
 from kneeguard.service import Service
 from kneeguard.settings import Settings
-from tests.support import (
+from testsupport import (
+    CHECKIN_TOPIC,
+    RUN_TOPIC,
     DeviceClient,
     Mosquitto,
     checkin_payload,
     device_client,
+    register,
     run_payload,
     wait_until,
 )
-from tests.test_ingest import CHECKIN_TOPIC, RUN_TOPIC, register
 
 EXTREME_TIMES = [
     "0001-01-01T00:00:00+01:00",

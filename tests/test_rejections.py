@@ -15,15 +15,18 @@ from db.engine import make_engine
 from db.models import Checkin, DeadLetter, Run
 from kneeguard.service import Service
 from kneeguard.settings import Settings
-from tests.support import (
+from testsupport import (
+    CHECKIN_TOPIC,
+    PREFIX,
+    RUN_TOPIC,
     DeviceClient,
     Mosquitto,
     checkin_payload,
     device_client,
+    register,
     run_payload,
     wait_until,
 )
-from tests.test_ingest import CHECKIN_TOPIC, PREFIX, RUN_TOPIC, register
 
 Build = Callable[[], tuple[str, bytes, str | None]]
 

@@ -28,7 +28,7 @@ from kneeguard.settings import Settings
 from kneeguard.simulation.simulator import SCENARIO_RULES, STORIES, Plan, PlanError, generate
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
-from tests.support import Mosquitto, free_port, wait_until
+from testsupport import Mosquitto, free_port, wait_until
 
 FIRST_DAY = date(2026, 9, 7)
 

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from contract.topics import Kind, Topics
 from ingest.mqtt import BrokerAddress, MqttConnection
 from kneeguard.credentials import set_password, write_acl
-from tests.support import (
+from testsupport import (
     ROOT,
     SERVICE_PASSWORD,
     SERVICE_USER,

@@ -17,7 +17,7 @@ from db.engine import describe_operational_error
 from db.urls import redact_url, url_password
 from ingest.messages import MAX_PAYLOAD, Inbound, Invalid, Valid, ack_payload, decode
 from ingest.units import to_metres, to_seconds
-from tests.support import checkin_payload, run_payload
+from testsupport import checkin_payload, run_payload
 
 TOPICS = Topics("kneeguard/v1")
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

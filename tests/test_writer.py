@@ -28,8 +28,7 @@ from db.types import UTCDateTime, sqlite_datetime_text
 from ingest.messages import Inbound
 from ingest.mqtt import ReadBufferedSocket
 from ingest.writer import Writer
-from tests.support import checkin_payload, run_payload, wait_until
-from tests.test_ingest import CHECKIN_TOPIC, RUN_TOPIC, register
+from testsupport import CHECKIN_TOPIC, RUN_TOPIC, checkin_payload, register, run_payload, wait_until
 
 TOPICS = Topics("kneeguard/v1")
 RECEIVED = datetime(2026, 11, 2, 9, 30, 0, 250_000, tzinfo=UTC)

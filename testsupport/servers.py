@@ -1,5 +1,5 @@
-"""Real parts for the tests: a mosquitto on a free port with the deploy config, device clients,
-payload builders and database helpers."""
+"""Real servers for the tests and benchmarks: a mosquitto on a free port with the deploy config,
+device clients, and waiting on them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,75 +349,6 @@ class DeviceClient:
         self.client.loop_stop()
 
 
-# --- payloads -------------------------------------------------------------------------------
-
-RUN_TEMPLATE: dict[str, Any] = {
-    "header": {
-        "uuid": "",
-        "schema_id": {"namespace": "ieee", "name": "physical-activity", "version": "1.0"},
-        "source_creation_date_time": "2026-11-02T08:00:00+01:00",
-        "modality": "sensed",
-        "acquisition_provenance": {"source_name": "TestWatch 3", "source_data_point_id": "r-1"},
-    },
-    "body": {
-        "activity_name": "running",
-        "effective_time_frame": {
-            "time_interval": {
-                "start_date_time": "2026-11-02T07:00:00+01:00",
-                "end_date_time": "2026-11-02T07:50:00+01:00",
-            }
-        },
-        "distance": {"value": 10.0, "unit": "km"},
-        "duration": {"value": 48, "unit": "min"},
-        "cumulative_elevation_gain": {"value": 120, "unit": "m"},
-        "average_cadence": {"value": 172, "unit": "steps/min"},
-        "heart_rate": {"average": 148, "maximum": 171},
-        "perceived_exertion": 4,
-        "running_dynamics": {
-            "ground_contact_time_ms": 245,
-            "vertical_oscillation_mm": 82,
-            "step_length_mm": 1150,
-            "power_w": 260,
-        },
-    },
-}
-
-CHECKIN_TEMPLATE: dict[str, Any] = {
-    "header": {
-        "uuid": "",
-        "schema_id": {"namespace": "kneeguard", "name": "knee-checkin", "version": "1.0"},
-        "source_creation_date_time": "2026-11-02T08:05:00+01:00",
-        "modality": "self-reported",
-    },
-    "body": {
-        "effective_time_frame": {"date_time": "2026-11-02T08:00:00+01:00"},
-        "context": "post_run",
-        "pain_score": 2,
-        "pain_sites": [{"side": "left", "aspect": "anterior"}],
-        "symptoms": {"swelling": False},
-        "note": "a little sore on the stairs",
-    },
-}
-
-
-def new_uuid() -> str:
-    return str(uuidlib.uuid4())
-
-
-def run_payload(**body: Any) -> dict[str, Any]:
-    payload = deepcopy(RUN_TEMPLATE)
-    payload["header"]["uuid"] = new_uuid()
-    payload["body"].update(body)
-    return payload
-
-
-def checkin_payload(**body: Any) -> dict[str, Any]:
-    payload = deepcopy(CHECKIN_TEMPLATE)
-    payload["header"]["uuid"] = new_uuid()
-    payload["body"].update(body)
-    return payload
-
-
 @contextmanager
 def device_client(port: int, prefix: str = "kneeguard/v1") -> Iterator[DeviceClient]:
     client = DeviceClient(port, subscribe=(f"{prefix}/+/+/ack",))
@@ -426,97 +356,3 @@ def device_client(port: int, prefix: str = "kneeguard/v1") -> Iterator[DeviceCli
         yield client
     finally:
         client.close()
-
-
-# --- SMTP and HTTP servers ------------------------------------------------------------------
-
-
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) on a free port that keeps every message it accepts.
-
-    `reply` can be set to an SMTP reply such as "550 mailbox unavailable" to refuse mail.
-    """
-
-    def __init__(self, port: int | None = None) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.port = port or free_port()
-        self.messages: list[tuple[float, Any]] = []
-        # (time received, envelope recipients) per message: cheap to read while mail arrives,
-        # where the parsed messages' headers are parsed again on every access.
-        self.received: list[tuple[float, list[str]]] = []
-        self.reply: str | None = None
-        sink = self
-
-        class Handler:
-            async def handle_DATA(  # noqa: N802 - the aiosmtpd API
-                self, server: Any, session: Any, envelope: Any
-            ) -> str:
-                if sink.reply is not None:
-                    return sink.reply
-                from email import message_from_bytes, policy
-
-                now = time.monotonic()
-                parsed = message_from_bytes(envelope.content, policy=policy.default)
-                sink.messages.append((now, parsed))
-                sink.received.append((now, list(envelope.rcpt_tos)))
-                return "250 OK"
-
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def start(self) -> SmtpSink:
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def to(self, address: str) -> list[Any]:
-        return [m for _, m in self.messages if address in str(m["To"])]
-
-
-class HttpSink:
-    """A real HTTP server on a free port recording POSTs; `status` sets the reply code."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.status = 200
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                sink.requests.append((self.path, dict(self.headers.items()), body))
-                self.send_response(sink.status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def do_PUT(self) -> None:
-                self.do_POST()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> HttpSink:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -1,0 +1,118 @@
+"""A small club and its messages: the coach Cora, her athlete Ann and Ann's watch, the topics
+Ann's watch publishes on, payload builders, and an alert row for delivery tests."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from copy import deepcopy
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from db.engine import session_factory
+from db.models import Alert
+from kneeguard.registry import Registry
+
+PREFIX = "kneeguard/v1"
+RUN_TOPIC = f"{PREFIX}/ann/watch/run"
+CHECKIN_TOPIC = f"{PREFIX}/ann/watch/checkin"
+
+
+def register(engine: Engine) -> None:
+    """Cora, her athlete Ann, and Ann's device `watch`."""
+    registry = Registry(session_factory(engine))
+    registry.add_coach(coach_id="cora", name="Cora", email="cora@example.com")
+    registry.add_athlete(athlete_id="ann", name="Ann", email="ann@example.com", coach_id="cora")
+    registry.add_device(athlete_id="ann", device_id="watch")
+
+
+def add_alert(engine: Engine, severity: str, opened_at: datetime, rule: str = "pain.high") -> int:
+    """An open alert for Ann, as the rules would store it; returns its id."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(Alert).returning(Alert.id),
+                [
+                    {
+                        "athlete_id": "ann",
+                        "rule_id": rule,
+                        "severity": severity,
+                        "recommendation": "urgent_care" if severity == "urgent" else "rest",
+                        "status": "open",
+                        "opened_at": opened_at,
+                        "last_triggered_at": opened_at,
+                        "updated_at": opened_at,
+                        "message": "Seen: something. What to do: rest. This is not a diagnosis.",
+                        "evidence": {},
+                    }
+                ],
+            ).scalar_one()
+        )
+
+
+RUN_TEMPLATE: dict[str, Any] = {
+    "header": {
+        "uuid": "",
+        "schema_id": {"namespace": "ieee", "name": "physical-activity", "version": "1.0"},
+        "source_creation_date_time": "2026-11-02T08:00:00+01:00",
+        "modality": "sensed",
+        "acquisition_provenance": {"source_name": "TestWatch 3", "source_data_point_id": "r-1"},
+    },
+    "body": {
+        "activity_name": "running",
+        "effective_time_frame": {
+            "time_interval": {
+                "start_date_time": "2026-11-02T07:00:00+01:00",
+                "end_date_time": "2026-11-02T07:50:00+01:00",
+            }
+        },
+        "distance": {"value": 10.0, "unit": "km"},
+        "duration": {"value": 48, "unit": "min"},
+        "cumulative_elevation_gain": {"value": 120, "unit": "m"},
+        "average_cadence": {"value": 172, "unit": "steps/min"},
+        "heart_rate": {"average": 148, "maximum": 171},
+        "perceived_exertion": 4,
+        "running_dynamics": {
+            "ground_contact_time_ms": 245,
+            "vertical_oscillation_mm": 82,
+            "step_length_mm": 1150,
+            "power_w": 260,
+        },
+    },
+}
+
+CHECKIN_TEMPLATE: dict[str, Any] = {
+    "header": {
+        "uuid": "",
+        "schema_id": {"namespace": "kneeguard", "name": "knee-checkin", "version": "1.0"},
+        "source_creation_date_time": "2026-11-02T08:05:00+01:00",
+        "modality": "self-reported",
+    },
+    "body": {
+        "effective_time_frame": {"date_time": "2026-11-02T08:00:00+01:00"},
+        "context": "post_run",
+        "pain_score": 2,
+        "pain_sites": [{"side": "left", "aspect": "anterior"}],
+        "symptoms": {"swelling": False},
+        "note": "a little sore on the stairs",
+    },
+}
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def run_payload(**body: Any) -> dict[str, Any]:
+    payload = deepcopy(RUN_TEMPLATE)
+    payload["header"]["uuid"] = new_uuid()
+    payload["body"].update(body)
+    return payload
+
+
+def checkin_payload(**body: Any) -> dict[str, Any]:
+    payload = deepcopy(CHECKIN_TEMPLATE)
+    payload["header"]["uuid"] = new_uuid()
+    payload["body"].update(body)
+    return payload
