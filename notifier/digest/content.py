@@ -1,57 +1,29 @@
-"""Coach digests: one summary per coach and period, claimed once, delivered through the outbox.
-
-A coach chooses a cadence (`daily`, `weekly` or `off`) and a local hour. A period ends at that
-hour on the coach's own wall clock, so the digest reaches them at 07:00 whether or not the
-clocks changed overnight; the period around a DST change is therefore 23 or 25 hours long
-(weekly: 167 or 169).
-
-Sending is a claim, not a check: the `digests` row for (coach, period end) is inserted with
-`ON CONFLICT DO NOTHING`, and only the transaction that inserted it builds the content and
-writes the outbox rows, in that same transaction. A restart, a retried job or a second
-scheduler finds the period taken and does nothing, so no coach ever gets one period twice.
-
-The digest lists only the coach's own athletes: their open (and acknowledged) alerts by
-severity, the alerts opened in the period, and a few numbers per athlete read from the same
-metrics the rules use (`rules.metrics`), over each athlete's local calendar days.
-"""
+"""Digest content: the coach's own athletes, their open (and acknowledged) alerts by severity,
+the alerts opened in the period, and a few numbers per athlete read from the same metrics the
+rules use (`rules.metrics`), over each athlete's local calendar days."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, or_, select
 
-from db.models import Alert, Athlete, Checkin, Coach, Digest, Run
-from notifier.routing import COACH_CHANNELS, insert_deliveries, parse_channels
+from db.models import Alert, Athlete, Checkin, Coach, Run
+from notifier.digest.periods import WEEK_DAYS, require_aware
 from rules import metrics
 
-__all__ = [
-    "CADENCES",
-    "DigestContent",
-    "build_digest",
-    "period_ending",
-    "send_due_digests",
-]
+__all__ = ["AlertLine", "AthleteLine", "DigestContent", "build_digest"]
 
-log = logging.getLogger(__name__)
-
-CADENCES: Final = ("daily", "weekly", "off")
 SEVERITY_ORDER: Final = ("urgent", "warning", "info")
 PAIN_TRENDS: Final = ("rising", "falling", "steady", "no check-ins")
-
-WEEK_DAYS: Final = 7
-"""'Last 7 days' everywhere in the digest: the 7 local days ending today, today included
-(the convention of `rules.evaluate`), so the digest agrees with what the rules saw."""
 
 ACUTE_DAYS: Final = 7
 CHRONIC_DAYS: Final = 28
@@ -73,61 +45,6 @@ NO_VALUE: Final = "–"
 # offset (at most ±14 h) — per-athlete local days are then cut in Python.
 _RUN_LOOKBACK: Final = timedelta(days=ACWR_SERIES_DAYS + 2)
 _CHECKIN_LOOKBACK: Final = timedelta(days=2 * WEEK_DAYS + 2)
-
-
-# --- periods ----------------------------------------------------------------------------------
-
-
-def _local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant of a wall-clock time on a local date.
-
-    Built from the wall clock with `fold=0` (PEP 495), so: a time in the spring-forward gap is
-    read with the offset in force before the change — 01:30 on a day London skips 01:00–02:00 is
-    01:30 GMT, i.e. 02:30 BST; a time that happens twice in autumn is its first occurrence.
-    """
-    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
-
-
-def period_ending(
-    timezone: str, cadence: str, hour: int, now: datetime
-) -> tuple[datetime, datetime] | None:
-    """The latest digest period whose end is at or before `now`, as UTC (start, end).
-
-    Daily: the end is the most recent local `hour`:00 in `timezone`, the start the same local
-    hour the day before. Weekly: the end is the most recent Monday at local `hour`:00, the start
-    the Monday before. `off` gives None. Instants come from local dates, never from adding 24 h
-    to an instant, so the hour holds across DST; a nonexistent or repeated hour is resolved with
-    `fold=0` (see `_local_instant`).
-
-    Raises `ValueError` for a naive `now`, an unknown cadence or an hour outside 0–23, and
-    `zoneinfo.ZoneInfoNotFoundError` for an unknown zone.
-    """
-    _require_aware(now)
-    if cadence not in CADENCES:
-        raise ValueError(f"cadence must be one of {', '.join(CADENCES)}, not {cadence!r}")
-    if not 0 <= hour <= 23:
-        raise ValueError(f"digest hour must be 0-23, not {hour}")
-    if cadence == "off":
-        return None
-    zone = ZoneInfo(timezone)
-    at = time(hour)
-    day = now.astimezone(zone).date()
-    step = timedelta(days=WEEK_DAYS if cadence == "weekly" else 1)
-    if cadence == "weekly":
-        day -= timedelta(days=day.weekday())
-    # Today's (this week's) end may still be ahead; the gap rule can move it by an hour either
-    # way, so compare instants rather than wall-clock hours.
-    while (end := _local_instant(day, at, zone)) > now:
-        day -= step
-    return _local_instant(day - step, at, zone), end
-
-
-def _require_aware(now: datetime) -> None:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got {now!r}")
-
-
-# --- content ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +153,7 @@ def build_digest(
     "opened in the period" uses [start, end). Five queries whatever the number of athletes.
     Raises `LookupError` for an unknown coach.
     """
-    _require_aware(now)
+    require_aware(now)
     now = now.astimezone(UTC)
     coach = conn.execute(
         select(Coach.name, Coach.timezone).where(Coach.id == coach_id)
@@ -472,171 +389,3 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-# --- sending ----------------------------------------------------------------------------------
-
-
-def send_due_digests(
-    engine: Engine,
-    now: datetime,
-    *,
-    coach_id: str | None = None,
-    force: bool = False,
-    available_channels: Collection[str] = COACH_CHANNELS,
-) -> list[int]:
-    """Claim, build and enqueue every digest due at `now`; returns the ids of new digests.
-
-    A coach's due period is `period_ending(...)` of their settings; coaches with `off` are
-    skipped, and so is a period that ended before the coach was created (no digest for a time
-    they were not here). `force` sends to any coach (`off` included) a period ending at `now`
-    truncated to the minute and starting where their latest digest ended (else one day, or one
-    week for weekly coaches, before), so forcing twice in one minute sends once.
-
-    Each coach gets its own transaction: the claim, the content and the outbox rows (one per
-    coach channel among `available_channels`, due now) commit together or not at all. A period
-    already claimed is skipped. With `coach_id` an unknown coach raises `LookupError` and any
-    failure propagates; without it a failing coach is logged and the others still get theirs
-    (its claim rolls back, so the next run tries again).
-    """
-    _require_aware(now)
-    now = now.astimezone(UTC)
-    with engine.connect() as conn:
-        query = select(Coach).order_by(Coach.id)
-        if coach_id is not None:
-            query = query.where(Coach.id == coach_id)
-        elif not force:
-            query = query.where(Coach.digest != "off")
-        coaches = conn.execute(query).all()
-        latest: dict[str, datetime] = {}
-        if force:
-            latest_query = select(Digest.coach_id, func.max(Digest.period_end)).group_by(
-                Digest.coach_id
-            )
-            if coach_id is not None:
-                latest_query = latest_query.where(Digest.coach_id == coach_id)
-            latest = {row[0]: row[1] for row in conn.execute(latest_query)}
-    if coach_id is not None and not coaches:
-        raise LookupError(f"unknown coach {coach_id!r}")
-
-    created: list[int] = []
-    for coach in coaches:
-        try:
-            digest_id = _send_one(
-                engine, coach, now, force, latest.get(coach.id), available_channels
-            )
-        except Exception:
-            if coach_id is not None:
-                raise
-            log.exception("digest for coach %s failed; the next run tries again", coach.id)
-            continue
-        if digest_id is not None:
-            created.append(digest_id)
-    return created
-
-
-def _due_period(
-    coach: Any, now: datetime, force: bool, latest_end: datetime | None
-) -> tuple[str, datetime, datetime] | None:
-    """(cadence, start, end) of the coach's period due at `now`, or None."""
-    cadence = "weekly" if coach.digest == "weekly" else "daily"
-    if not force:
-        period = period_ending(coach.timezone, coach.digest, coach.digest_hour, now)
-        if period is None or period[1] < coach.created_at:
-            return None
-        return cadence, period[0], period[1]
-    end = now.replace(second=0, microsecond=0)
-    if latest_end is not None and latest_end < end:
-        return cadence, latest_end, end
-    zone = ZoneInfo(coach.timezone)
-    local_end = end.astimezone(zone)
-    step = timedelta(days=WEEK_DAYS if cadence == "weekly" else 1)
-    # One local day (week) back on the wall clock, for the same reason as period_ending.
-    start = _local_instant(local_end.date() - step, local_end.time(), zone)
-    return cadence, start, end
-
-
-def _send_one(
-    engine: Engine,
-    coach: Any,
-    now: datetime,
-    force: bool,
-    latest_end: datetime | None,
-    available: Collection[str],
-) -> int | None:
-    """Claim one coach's period; if won, build and store the digest and its deliveries."""
-    due = _due_period(coach, now, force, latest_end)
-    if due is None:
-        return None
-    cadence, start, end = due
-    channels = [
-        channel
-        for channel in parse_channels(coach.channels, COACH_CHANNELS)
-        if channel in available and (channel != "webhook" or coach.webhook_url)
-    ]
-    with engine.begin() as conn:
-        # The claim is the transaction's first statement: on SQLite it takes the write lock
-        # before anything is read, so a second writer waits instead of failing on a stale read.
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        digest_id = conn.execute(
-            insert(Digest)
-            .values(
-                coach_id=coach.id,
-                period=cadence,
-                period_start=start,
-                period_end=end,
-                created_at=now,
-                subject="",
-                text="",
-                html="",
-                data={},
-            )
-            .on_conflict_do_nothing(index_elements=["coach_id", "period_end"])
-            .returning(Digest.id)
-        ).scalar_one_or_none()
-        if digest_id is None:
-            log.debug("digest of coach %s ending %s already claimed", coach.id, end.isoformat())
-            return None
-        # A forced period is claimed by the minute (two `--now` runs in one minute send one
-        # digest) but reports up to this instant; the next period starts at the claimed minute,
-        # so an alert of the last seconds may show twice, never not at all.
-        content = build_digest(conn, coach.id, start, now if force else end, now)
-        conn.execute(
-            update(Digest)
-            .where(Digest.id == digest_id)
-            .values(
-                subject=content.subject,
-                text=content.text,
-                html=content.html,
-                data={**content.data, "digest_id": digest_id, "period": cadence},
-            )
-        )
-        insert_deliveries(
-            conn,
-            [
-                {
-                    "dedup_key": f"digest:{digest_id}:{channel}",
-                    "alert_id": None,
-                    "digest_id": digest_id,
-                    "reason": "digest",
-                    "recipient_kind": "coach",
-                    "recipient_id": coach.id,
-                    "athlete_id": None,
-                    "channel": channel,
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "due_at": now,
-                }
-                for channel in channels
-            ],
-        )
-    log.info(
-        "digest %d for coach %s (%s to %s) queued on %s",
-        digest_id,
-        coach.id,
-        start.isoformat(),
-        end.isoformat(),
-        ", ".join(channels) or "no channel",
-    )
-    return int(digest_id)
