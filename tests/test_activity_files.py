@@ -26,7 +26,7 @@ from ingest.files.model import FileRefusedError, NotARunError
 from ingest.files.source import MAX_CONTENT_BYTES, content_of, gunzip, read_file
 from ingest.files.tcx import read_tcx
 from ingest.files.track import ELEVATION_HYSTERESIS_M, elevation_gain
-from tests.fitfiles import Leg, fit_bytes
+from testsupport.fitfiles import Leg, fit_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "activities"
 START = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 
 from db.models import Alert, Delivery
-from tests.fitfiles import Leg, fit_bytes
-from tests.test_cli import assert_user_error, kneeguard
+from testsupport import assert_user_error, kneeguard
+from testsupport.fitfiles import Leg, fit_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "activities"
 

@@ -33,8 +33,8 @@ from notifier.routing import enqueue_alerts
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.store import Change
-from tests.fitfiles import Leg, fit_bytes
-from tests.support import run_payload
+from testsupport import run_payload
+from testsupport.fitfiles import Leg, fit_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "activities"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

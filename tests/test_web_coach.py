@@ -11,18 +11,19 @@ import pytest
 from sqlalchemy import select, update
 
 from db.models import Alert, CoachSignIn
-from tests.support import wait_until
-from tests.test_web_runner import alert_of, submit
-from tests.web_support import (
+from testsupport import kneeguard, wait_until
+from testsupport.web import (
     SECRET,
     WebApp,
     add_run,
+    alert_of,
     api_token,
     body_of,
     hidden,
     links_in,
     seed,
     serve,
+    submit,
 )
 
 
@@ -259,7 +260,6 @@ def test_the_api_needs_a_valid_bearer_token(web_sqlite: WebApp) -> None:
 
 
 def test_the_link_and_token_commands(web_sqlite: WebApp, sqlite_url: str) -> None:
-    from tests.test_cli import kneeguard
 
     env = {"KNEEGUARD_SECRET_KEY": SECRET, "KNEEGUARD_PUBLIC_URL": web_sqlite.base}
     url = str(web_sqlite.service.settings.database_url)

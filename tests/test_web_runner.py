@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,8 +20,19 @@ from db.models import Alert, Checkin, Delivery, WebSecret
 from ingest.schemas import Symptoms
 from kneeguard.settings import Settings
 from kneeguard.web.security import Signer, load_secret_key, revoke_links
-from tests.support import free_port, wait_until
-from tests.web_support import SECRET, WebApp, hidden, seed, serve
+from testsupport import free_port, wait_until
+from testsupport.web import (
+    SECRET,
+    WebApp,
+    alert_of,
+    checkin_link,
+    hidden,
+    open_form,
+    path_of,
+    seed,
+    serve,
+    submit,
+)
 
 
 @pytest.fixture
@@ -39,27 +49,9 @@ def web_sqlite(sqlite_url: str) -> Iterator[WebApp]:
         yield app
 
 
-def checkin_link(app: WebApp, athlete_id: str = "a1", run_uuid: str | None = None) -> str:
-    with app.engine.connect() as conn:
-        return str(app.ctx.links.athlete_links(conn, athlete_id).checkin(run_uuid))
-
-
-def path_of(url: str) -> str:
-    return "/" + url.split("/", 3)[3]
-
-
 def checkins(app: WebApp) -> int:
     with app.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(Checkin)).scalar_one())
-
-
-def open_form(client: httpx.Client, path: str) -> tuple[str, dict[str, str]]:
-    page = client.get(path)
-    assert page.status_code == 200, page.text
-    return page.text, {
-        "csrf_token": hidden(page.text, "csrf_token"),
-        "form_token": hidden(page.text, "form_token"),
-    }
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -313,20 +305,6 @@ def test_a_form_of_one_athlete_cannot_be_sent_with_another_athletes_link(
         reply = client.post(theirs, data={**fields, "pain_score": "9"})
     assert reply.status_code == 400
     assert checkins(web_sqlite) == 0
-
-
-def submit(app: WebApp, athlete_id: str, pain: str, *symptoms: str) -> None:
-    path = path_of(checkin_link(app, athlete_id))
-    with app.client() as client:
-        _, fields = open_form(client, path)
-        reply = client.post(path, data={**fields, "pain_score": pain, "symptom": list(symptoms)})
-        assert reply.status_code == 303, reply.text
-
-
-def alert_of(app: WebApp, athlete_id: str) -> Any:
-    with app.engine.connect() as conn:
-        query = select(Alert).where(Alert.athlete_id == athlete_id).order_by(Alert.id).limit(1)
-        return conn.execute(query).one()
 
 
 def test_the_alert_page_gives_advice_and_records_ive_read_this(web_sqlite: WebApp) -> None:

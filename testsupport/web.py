@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
 from db.engine import make_engine, session_factory
-from db.models import ApiToken, Run
+from db.models import Alert, ApiToken, Run
 from kneeguard.registry import Registry
 from kneeguard.service import Service
 from kneeguard.settings import Settings
 from kneeguard.web.security import new_token, token_hash
-from tests.support import SmtpSink, free_port, new_uuid, wait_until
+from testsupport import SmtpSink, free_port, new_uuid, wait_until
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -122,3 +122,35 @@ def links_in(text: str) -> list[str]:
 def body_of(message: Any) -> str:
     part = message.get_body(preferencelist=("plain",))
     return str(part.get_content()) if part is not None else ""
+
+
+def checkin_link(app: WebApp, athlete_id: str = "a1", run_uuid: str | None = None) -> str:
+    with app.engine.connect() as conn:
+        return str(app.ctx.links.athlete_links(conn, athlete_id).checkin(run_uuid))
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+def open_form(client: httpx.Client, path: str) -> tuple[str, dict[str, str]]:
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    return page.text, {
+        "csrf_token": hidden(page.text, "csrf_token"),
+        "form_token": hidden(page.text, "form_token"),
+    }
+
+
+def submit(app: WebApp, athlete_id: str, pain: str, *symptoms: str) -> None:
+    path = path_of(checkin_link(app, athlete_id))
+    with app.client() as client:
+        _, fields = open_form(client, path)
+        reply = client.post(path, data={**fields, "pain_score": pain, "symptom": list(symptoms)})
+        assert reply.status_code == 303, reply.text
+
+
+def alert_of(app: WebApp, athlete_id: str) -> Any:
+    with app.engine.connect() as conn:
+        query = select(Alert).where(Alert.athlete_id == athlete_id).order_by(Alert.id).limit(1)
+        return conn.execute(query).one()
