@@ -44,7 +44,7 @@ def write_files(directory: Path, count: int, seconds: int) -> int:
     from fit_tool.profile.messages.file_id_message import FileIdMessage
     from fit_tool.profile.messages.session_message import SessionMessage
 
-    from tests.fitfiles import Leg, fit_bytes
+    from testsupport.fitfiles import Leg, fit_bytes
 
     distance = 3.0 * seconds  # 5:33 min/km
     template = FitFile.from_bytes(

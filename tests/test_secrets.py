@@ -19,7 +19,7 @@ from ingest.mqtt import BrokerAddress, BrokerConfigError
 from kneeguard.settings import Settings
 from notifier.email import SmtpSettings
 from notifier.ntfy import NtfyTransport
-from tests.test_cli import assert_user_error, kneeguard
+from testsupport import assert_user_error, kneeguard
 
 # Each fragment of the password is distinctive, so finding either in an output is a leak.
 HEAD, TAIL = "Zq7k", "Xv9w"

@@ -21,9 +21,8 @@ from db.engine import make_engine
 from kneeguard.service import Service
 from kneeguard.settings import Settings
 from rules.catalog import CATALOG
-from tests.support import Mosquitto, SmtpSink, free_port, missing, wait_until
-from tests.test_cli import kneeguard
-from tests.web_support import add_run, body_of, links_in, seed
+from testsupport import Mosquitto, SmtpSink, free_port, kneeguard, missing, wait_until
+from testsupport.web import add_run, body_of, links_in, seed
 
 pytestmark = pytest.mark.browser
 

@@ -24,6 +24,7 @@ from testsupport.web import (
     seed,
     serve,
     submit,
+    use,
 )
 
 
@@ -59,13 +60,6 @@ def sign_in(app: WebApp, client: httpx.Client, coach_id: str = "c1") -> None:
     with app.engine.begin() as conn:
         link = app.ctx.links.sign_in(conn, coach_id, app.ctx.now())
     use(app, client, link)
-
-
-def use(app: WebApp, client: httpx.Client, link: str) -> httpx.Response:
-    path = "/" + link.split("/", 3)[3]
-    page = client.get(path)
-    reply = client.post(path, data={"csrf_token": hidden(page.text, "csrf_token")})
-    return reply
 
 
 def test_a_coach_signs_in_from_the_emailed_one_time_link(web: WebApp) -> None:

@@ -3,7 +3,6 @@ buttons (ntfy); check-in prompts go by email and push with the check-in link."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +13,19 @@ from sqlalchemy import select
 
 from db.models import Alert
 from kneeguard.registry import Registry
-from tests.support import HttpSink
-from tests.test_web_coach import use
-from tests.test_web_runner import alert_of, submit
-from tests.web_support import SECRET, WebApp, add_run, body_of, links_in, seed, serve
+from testsupport import HttpSink
+from testsupport.web import (
+    SECRET,
+    WebApp,
+    add_run,
+    alert_of,
+    body_of,
+    links_in,
+    seed,
+    serve,
+    submit,
+    use,
+)
 
 
 @pytest.fixture
@@ -36,7 +44,7 @@ def web(sqlite_url: str, ntfy: HttpSink) -> Iterator[WebApp]:
 
 
 def pushes(sink: HttpSink) -> list[dict[str, Any]]:
-    return [json.loads(body) for _, _, body in sink.requests]
+    return [request.json() for request in sink.requests]
 
 
 def test_alert_emails_carry_their_acknowledge_links(web: WebApp) -> None:

@@ -154,3 +154,10 @@ def alert_of(app: WebApp, athlete_id: str) -> Any:
     with app.engine.connect() as conn:
         query = select(Alert).where(Alert.athlete_id == athlete_id).order_by(Alert.id).limit(1)
         return conn.execute(query).one()
+
+
+def use(app: WebApp, client: httpx.Client, link: str) -> httpx.Response:
+    path = "/" + link.split("/", 3)[3]
+    page = client.get(path)
+    reply = client.post(path, data={"csrf_token": hidden(page.text, "csrf_token")})
+    return reply
