@@ -32,3 +32,9 @@ def head_revision() -> str | None:
 
 def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this release's migrations."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return any(rev.revision == revision for rev in script.walk_revisions())

@@ -72,3 +72,15 @@ def url_password(url: str) -> str | None:
     """The password as written in `url` (and unescaped), to scrub from texts that may echo it."""
     span = _password_span(url)
     return None if span is None else unquote(url[span[0] : span[1]])
+
+
+# SQLAlchemy reads `postgres://` and `postgresql://` as psycopg2, which KneeGuard does not ship.
+DRIVERLESS = {"postgres", "postgresql"}
+DRIVER_HINT = "PostgreSQL URLs start with postgresql+psycopg:// (the driver KneeGuard uses)"
+
+
+def check_driver(url: str) -> None:
+    """Raise `ValueError` for a PostgreSQL URL that names no driver (or the wrong scheme)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in DRIVERLESS:
+        raise ValueError(f"{scheme}:// names no driver; {DRIVER_HINT}")

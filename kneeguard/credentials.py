@@ -280,14 +280,14 @@ def _write_atomically(
     path: Path, lines: list[str], *, default_mode: int, private: bool = False
 ) -> None:
     """Replace `path` with `lines` through a temporary file in the same directory, keeping the
-    old file's owner and mode (never world-readable for a password file)."""
+    old file's owner and mode (a password file: its owner's only, 0600 at most)."""
     try:
         old = path.stat()
         mode, owner = old.st_mode & 0o777, (old.st_uid, old.st_gid)
     except FileNotFoundError:
         mode, owner = default_mode, None
     if private:
-        mode &= 0o640
+        mode &= 0o600
     content = "".join(f"{line}\n" for line in lines)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -286,16 +288,26 @@ def backup_sqlite(source: Path, destination: Path) -> int:
         raise FileExistsError(f"{destination} already exists; back up to a new file")
     if not source.is_file():
         raise FileNotFoundError(f"no SQLite database at {source}")
-    with (
-        closing(sqlite3.connect(source, timeout=30)) as src,
-        closing(sqlite3.connect(destination)) as dst,
-    ):
-        src.backup(dst, pages=-1)
-        pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
-        check = dst.execute("PRAGMA integrity_check").fetchone()[0]
-    if check != "ok":
-        destination.unlink()
-        raise RuntimeError(f"the backup of {source} failed its integrity check: {check}")
+    # Copied into a private temporary file next to `destination`, renamed once checked: a
+    # failure (a source that is not a database, a full disk) leaves nothing behind.
+    fd, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    os.close(fd)  # mkstemp creates it 0600; SQLite writes into the empty file
+    partial = Path(name)
+    try:
+        with (
+            closing(sqlite3.connect(source, timeout=30)) as src,
+            closing(sqlite3.connect(partial)) as dst,
+        ):
+            src.backup(dst, pages=-1)
+            pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
+            check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+        if check != "ok":
+            raise RuntimeError(f"the backup of {source} failed its integrity check: {check}")
+        if destination.exists():
+            raise FileExistsError(f"{destination} already exists; back up to a new file")
+        partial.rename(destination)
+    finally:
+        partial.unlink(missing_ok=True)
     return pages
 
 

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.topics import ID_PATTERN, clean_prefix
-from db.urls import check_password_encoded
+from db.urls import check_driver, check_password_encoded
 
 
 class Settings(BaseSettings):
@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     def _password_is_encoded(cls, value: str | None) -> str | None:
         if value is not None:
             check_password_encoded(value, "the URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver_is_named(cls, value: str) -> str:
+        check_driver(value)
         return value
 
     @field_validator("topic_prefix")

@@ -32,6 +32,7 @@ def import_files(athlete_id: str, files: tuple[Path, ...]) -> int:
     from zoneinfo import ZoneInfo
 
     from ingest.files.importer import UnknownAthleteError, check_athlete
+    from kneeguard.delivery import DeliveryConfigError
     from kneeguard.importing import standalone
 
     settings = load_settings()
@@ -43,7 +44,11 @@ def import_files(athlete_id: str, files: tuple[Path, ...]) -> int:
         fail(str(exc), 2)
     counts: Counter[str] = Counter()
     refused = False
-    for outcome in standalone(engine, settings, config).files(athlete_id, files):
+    try:
+        importer = standalone(engine, settings, config)
+    except DeliveryConfigError as exc:
+        fail(str(exc), 2)
+    for outcome in importer.files(athlete_id, files):
         click.echo(outcome.line(timezone))
         counts[outcome.status] += 1
         refused = refused or outcome.refused

@@ -81,7 +81,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
 
 
 @alerts.command("ack")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))  # a database integer
 @click.option("--by", "by", default=None, help="Who acknowledges (athlete or coach).")
 @database_errors
 def alerts_ack(alert_id: int, by: str | None) -> None:

@@ -161,7 +161,31 @@ def export(athlete_id: str) -> None:
         document = _guarded(settings, lambda: export_athlete(engine, athlete_id, utcnow()))
     finally:
         engine.dispose()
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False))
+    write_private(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_private(output: str) -> None:
+    """Print health data: a file that stdout was redirected to becomes private (0600) first, and
+    a write that fails (a full disk) is one line, not a traceback."""
+    import os
+    import stat
+    import sys
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured output)
+        click.echo(output, nl=False)
+        return
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid():
+            os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o600)
+        sys.stdout.flush()
+        data = output.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        fail(f"cannot write the export: {exc.strerror or exc}")
 
 
 @athlete.command("delete")

@@ -62,6 +62,10 @@ def open_database(settings: Settings) -> Engine:
     """An engine for a reachable, migrated database, or a clear one-line error."""
     from db.engine import DatabaseError, check_ready, make_engine
 
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        # Connecting would create an empty file there.
+        fail(f"database file {missing} does not exist; run `kneeguard db upgrade` to create it")
     try:
         engine = make_engine(settings.database_url)
         check_ready(engine, settings.database_url)
@@ -70,19 +74,32 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
+def missing_sqlite_file(database_url: str) -> str | None:
+    """The path of a SQLite database file that does not exist, else None."""
+    from kneeguard.datarights import sqlite_path
+
+    try:
+        path = sqlite_path(database_url)
+    except ValueError:
+        return None
+    if str(path).startswith("file:") or path.exists():
+        return None
+    return str(path)
+
+
 def database_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a database that goes away mid-command into a one-line error."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError
 
         from db.engine import describe_operational_error
 
         settings = load_settings()
         try:
             return func(*args, **kwargs)
-        except OperationalError as exc:
+        except DBAPIError as exc:  # gone away, or a file that is not a database
             fail(describe_operational_error(settings.database_url, exc))
 
     return wrapper

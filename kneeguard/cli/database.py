@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -17,18 +18,27 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database to the latest schema."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
 
-    from db.engine import DatabaseError, describe_operational_error, make_engine
-    from db.migrate import upgrade
+    from db.engine import (
+        DatabaseError,
+        check_known_revision,
+        describe_operational_error,
+        make_engine,
+    )
+    from db.migrate import current_revision, upgrade
 
     settings = load_settings()
     try:
         engine = make_engine(settings.database_url, create_dirs=True)
+        with engine.connect() as conn:
+            if inspect(conn).has_table("alembic_version"):
+                check_known_revision(settings.database_url, current_revision(conn))
         upgrade(engine)
     except DatabaseError as exc:
         fail(str(exc))
-    except OperationalError as exc:
+    except DBAPIError as exc:
         fail(describe_operational_error(settings.database_url, exc))
     click.echo("database is up to date")
 
@@ -48,7 +58,9 @@ def db_backup(destination: Path) -> None:
         fail(f"no database at {source}", 2)
     if destination.exists():
         fail(f"{destination} exists; a backup never overwrites a file", 2)
-    pages = backup_sqlite(source, destination)
+    if not destination.parent.is_dir():
+        fail(f"folder {destination.parent} does not exist; create it first", 2)
+    pages = _copy(lambda: backup_sqlite(source, destination), source)
     click.echo(f"backed up {source} to {destination} ({pages} pages, integrity checked)")
 
 
@@ -67,6 +79,23 @@ def db_restore(backup: Path) -> None:
     leftovers = [p for p in (target, Path(f"{target}-wal"), Path(f"{target}-shm")) if p.exists()]
     if leftovers:
         fail(f"{leftovers[0]} exists; move the old database files away first", 2)
+    created = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
-    pages = restore_sqlite(backup, target)
+    try:
+        pages = _copy(lambda: restore_sqlite(backup, target), backup)
+    finally:
+        if created and not target.exists():
+            target.parent.rmdir()
     click.echo(f"restored {backup} to {target} ({pages} pages); now run `kneeguard db upgrade`")
+
+
+def _copy(copy: Callable[[], int], source: Path) -> int:
+    """Run a backup or restore; a source that is not a database, or a failed write, is one line."""
+    import sqlite3
+
+    try:
+        return copy()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "disk I/O error", ...
+        fail(f"cannot copy {source}: {exc}")
+    except (OSError, RuntimeError) as exc:
+        fail(f"cannot copy {source}: {exc}")

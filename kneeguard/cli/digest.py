@@ -25,7 +25,7 @@ def digest_send(coach_id: str | None, force: bool) -> None:
 
     from db.engine import session_factory
     from db.models import Delivery
-    from kneeguard.delivery import build_transports
+    from kneeguard.delivery import DeliveryConfigError, build_transports
     from kneeguard.registry import Registry
     from notifier.digest import send_due_digests
     from notifier.outbox import Outbox
@@ -36,7 +36,10 @@ def digest_send(coach_id: str | None, force: bool) -> None:
         reg = Registry(session_factory(engine))
         if coach_id not in {c.id for c in reg.coaches()}:
             fail(f"unknown coach {coach_id!r}", 2)
-    transports = build_transports(settings)
+    try:
+        transports = build_transports(settings)
+    except DeliveryConfigError as exc:
+        fail(str(exc), 2)
     ids = send_due_digests(
         engine, utcnow(), coach_id=coach_id, force=force, available_channels=tuple(transports)
     )

@@ -20,6 +20,7 @@ def run(only: str | None) -> None:
     """Run the service until SIGTERM: ingest from MQTT into the database, rules, delivery and
     the web app on KNEEGUARD_WEB_BIND."""
     from ingest.mqtt import BrokerConfigError
+    from kneeguard.delivery import DeliveryConfigError
     from kneeguard.logs import configure_logging
     from kneeguard.service import Service, ServiceError
     from kneeguard.web.security import SecretKeyError
@@ -35,6 +36,8 @@ def run(only: str | None) -> None:
         service = Service(settings, engine, rules_config=config, only=only, serve_web=True)
     except BrokerConfigError as exc:
         fail(f"invalid KNEEGUARD_MQTT_URL: {exc}", 2)
+    except DeliveryConfigError as exc:
+        fail(str(exc), 2)
     except SecretKeyError as exc:
         fail(str(exc), 2)
     try:
