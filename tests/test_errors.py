@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from db.engine import make_engine
 from kneeguard.credentials import set_password
-from tests.test_cli import assert_user_error, kneeguard
+from testsupport import assert_user_error, kneeguard
 
 
 @pytest.fixture(autouse=True)
