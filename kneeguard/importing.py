@@ -9,6 +9,7 @@ own: bulk imports of old runs notify nobody.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from ingest.files.importer import FileOutcome, check_athlete, import_bytes, iter_import
+from ingest.writer import StoredListener
 from kneeguard.clock import Clock, utcnow
 from kneeguard.delivery import build_transports
 from kneeguard.settings import Settings
@@ -25,14 +27,21 @@ from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.store import Change
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ActivityImport:
-    """Imports files for an athlete, then evaluates the rules for the recent runs stored."""
+    """Imports files for an athlete, then evaluates the rules for the recent runs stored.
+
+    `on_stored` hears of every run stored, as the ingest writer's listener hears of MQTT runs
+    (the service passes `Events.dispatch`, so both doors fire the same "run stored" event).
+    """
 
     engine: Engine
     rules: RuleEngine
     clock: Clock = field(default=utcnow)
+    on_stored: StoredListener = field(default=lambda stored: None)
 
     def upload(self, athlete_id: str, name: str, data: bytes) -> FileOutcome:
         """One uploaded file (the web app's form): its bytes and the name it was sent with."""
@@ -53,8 +62,14 @@ class ActivityImport:
         self.evaluate(outcomes, now)
 
     def evaluate(self, outcomes: Sequence[FileOutcome], now: datetime) -> list[Change]:
-        """The rules for the athletes with recent runs among the outcomes."""
-        athletes = {stored.athlete_id for o in outcomes for stored in o.stored_recent}
+        """Tell `on_stored`, then run the rules for the athletes with recent runs stored."""
+        stored = [item for outcome in outcomes for item in outcome.stored]
+        if stored:
+            try:
+                self.on_stored(stored)
+            except Exception:
+                log.exception("a listener failed on %d imported runs", len(stored))
+        athletes = {item.athlete_id for o in outcomes for item in o.stored_recent}
         return self.rules.evaluate_athletes(athletes, now)
 
 

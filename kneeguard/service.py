@@ -87,7 +87,7 @@ class Service:
         )
         self.events.checkin_stored.connect(self._checkins_stored)
         # Uploads from the web app: stored like MQTT runs, judged at once when recent.
-        self.imports = ActivityImport(self.engine, self.rules, self.clock)
+        self.imports = ActivityImport(self.engine, self.rules, self.clock, self.events.dispatch)
         self.scheduler: BackgroundScheduler | None = None
         if self.only is None:
             self.scheduler = self._build_scheduler()

@@ -27,7 +27,7 @@ from ingest.files.importer import (
     import_files,
 )
 from ingest.messages import Inbound
-from ingest.writer import Writer
+from ingest.writer import Stored, Writer
 from kneeguard.importing import ActivityImport
 from notifier.routing import enqueue_alerts
 from rules.config import RulesConfig
@@ -332,14 +332,19 @@ def test_months_old_history_with_a_spike_notifies_nobody(club: Engine, tmp_path:
     assert all(run.history for run in runs_of(club, "ann"))
 
 
-def test_an_upload_is_judged_at_once(club: Engine) -> None:
-    imports = importer(club)
+def test_an_upload_is_judged_at_once_and_fires_run_stored(club: Engine) -> None:
+    heard: list[Stored] = []
+    imports = replace(importer(club), on_stored=heard.extend)
     for start in history_starts(NOW - timedelta(days=5)):
         outcome = imports.upload("ann", "h.fit", session_only(start, distance_m=5000.0))
         assert outcome.status == "imported"
     outcome = imports.upload("ann", "spike.fit", session_only(NOW - timedelta(hours=1), 9000.0))
     assert outcome.stored_recent
     assert "load.single_run_spike" in {a.rule_id for a in alerts_of(club, "ann")}
+    assert len(heard) == 13
+    assert {(s.kind, s.athlete_id, s.device_id) for s in heard} == {
+        (Kind.RUN, "ann", IMPORT_DEVICE_ID)
+    }
 
 
 def test_outcome_lines_show_date_distance_and_moving_time() -> None:
@@ -351,3 +356,24 @@ def test_outcome_lines_show_date_distance_and_moving_time() -> None:
     assert outcome.line() == "a.fit: imported 2026-12-01 12:00, 5.01 km, 0:30:05"
     history = replace(outcome, runs=(RunOutcome(run, "u", "imported", history=True),))
     assert history.line().endswith("(history: no alerts)")
+
+
+def test_the_spike_rule_never_judges_a_history_run_but_compares_with_it() -> None:
+    from rules.evaluate import evaluate_history
+    from rules.model import AthleteHistory, RunFact
+
+    def spikes(runs: list[RunFact]) -> list[str]:
+        history = AthleteHistory("a", "UTC", runs, [])
+        found = evaluate_history(history, NOW, RulesConfig())
+        return [f.message for f in found if f.rule_id == "load.single_run_spike"]
+
+    base = [
+        RunFact(i, f"u{i}", NOW - timedelta(days=40 - 3 * i), 5000.0, 1800.0, history=True)
+        for i in range(12)
+    ]
+    spike = RunFact(99, "s", NOW - timedelta(days=3), 8000.0, 2700.0)
+    assert len(spikes([*base, spike])) == 1
+    assert spikes([*base, replace(spike, history=True)]) == []
+    # A long history run is still the reference: 8 km after 9 km is no spike.
+    long_one = RunFact(50, "l", NOW - timedelta(days=6), 9000.0, 3000.0, history=True)
+    assert spikes([*base, long_one, spike]) == []
