@@ -51,6 +51,15 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class InlineImage:
+    """An image the HTML body shows as `<img src="cid:{cid}">` (email only)."""
+
+    cid: str
+    data: bytes = field(repr=False)
+    subtype: str = "png"
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One rendered notification; each channel uses the parts it can carry.
 
@@ -66,6 +75,7 @@ class Message:
     tags: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
+    images: tuple[InlineImage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,10 @@ class NoticeLinks(Protocol):
     def for_alert(
         self, recipient_kind: str, recipient_id: str, athlete_id: str, alert_id: int
     ) -> NoticeLink | None: ...
+
+    def dashboard(self, athlete_id: str | None = None) -> str:
+        """The coach's team overview, or one athlete's page."""
+        ...
 
 
 class Transport(Protocol):

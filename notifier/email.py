@@ -164,6 +164,13 @@ def build_email(
     email.set_content(message.text)
     if message.html is not None:
         email.add_alternative(message.html, subtype="html")
+        if message.images:
+            html_part = email.get_body(preferencelist=("html",))
+            assert html_part is not None
+            for image in message.images:
+                html_part.add_related(
+                    image.data, maintype="image", subtype=image.subtype, cid=f"<{image.cid}>"
+                )
     return email
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from db.models import Alert, Athlete, Coach, Delivery, Digest
 from notifier.base import DeliveryError, Message, NoticeLinks, Recipient, Transport
+from notifier.digest_charts import decorate
 from notifier.render import render_alert
 
 log = logging.getLogger(__name__)
@@ -235,10 +236,12 @@ def load_notice(
         digest = conn.execute(select(Digest).where(Digest.id == item.digest_id)).one_or_none()
         if digest is None:
             raise LookupError(f"digest {item.digest_id}")
+        html, images = decorate(conn, digest.html, digest.data, item.created_at, links)
         return recipient, Message(
             subject=digest.subject,
-            text=digest.text,
-            html=digest.html,
+            text=digest.text + _dashboard_line(links),
+            html=html,
+            images=images,
             severity="info",
             tags=("digest",),
             data=digest.data,
@@ -269,6 +272,10 @@ def load_notice(
         ),
     )
     return recipient, message
+
+
+def _dashboard_line(links: NoticeLinks | None) -> str:
+    return f"\nTeam overview: {links.dashboard()}\n" if links is not None else ""
 
 
 def load_recipient(conn: Connection, kind: str, recipient_id: str) -> Recipient:

@@ -299,11 +299,14 @@ def test_alerts_are_grouped_by_severity_with_the_first_line_of_the_message(
     counts = content.data["counts"]
     assert (counts["open"], counts["urgent"], counts["warning"], counts["info"]) == (2, 1, 1, 0)
     text = content.text
-    assert text.index("URGENT") < text.index("redflag.locked_knee") < text.index("WARNING")
-    assert "Ann Runner: redflag.locked_knee, urgent_care, opened 2026-11-20" in text
+    assert text.index("URGENT") < text.index("Locked knee") < text.index("WARNING")
+    # Rule titles and recommendations in words, not ids.
+    assert "Ann Runner: Locked knee, urgent care, opened 2026-11-20" in text
+    assert "redflag.locked_knee" not in text and "redflag.locked_knee" not in content.html
+    assert "Locked knee" in content.html and "#b00020" in content.html
     assert "Your knee locked during or after a run." in text
     assert "Second line stays out." not in everything(content)
-    assert "Bo Local: pain.high, rest, opened 2026-11-17 (acknowledged)" in text
+    assert "Bo Local: High pain after a run, rest, opened 2026-11-17 (acknowledged)" in text
     # Opened in [Nov 19 07:00, Nov 20 07:00): the since-resolved ACWR alert only.
     assert [a["rule_id"] for a in content.data["opened_in_period"]] == ["load.acwr"]
     assert "load.weekly_ramp" not in everything(content)

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_web_runner import submit
-from tests.web_support import SECRET, WebApp, api_token, seed, serve
+from testsupport.web import SECRET, WebApp, api_token, seed, serve, submit
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,12 @@ def has_stopped_run() -> bool:
     return "stopped_run" in CheckinBody.model_fields
 
 
+def signs_of(checkin: object) -> list[str]:
+    """The symptoms (and a stopped run) a stored check-in reports, in words."""
+    names = [*symptom_names(), *(["stopped_run"] if has_stopped_run() else [])]
+    return [name.replace("_", " ") for name in names if getattr(checkin, name, False)]
+
+
 @dataclass
 class FormResult:
     """What became of a submitted form: stored, a duplicate, or errors per form field."""

@@ -18,11 +18,12 @@ from sqlalchemy import func, select, update
 from db.models import Alert, AlertEvent, Coach, CoachSignIn
 from kneeguard.web import queries
 from kneeguard.web.app import check_csrf, context_of, render
-from kneeguard.web.chart import chart_data, svg
+from kneeguard.web.checkin import signs_of
 from kneeguard.web.context import WebContext
 from kneeguard.web.queries import orm
 from kneeguard.web.security import SESSION_AGE, LinkError, token_hash
 from notifier.base import Message, Recipient
+from notifier.charts import chart_data, svg
 from rules.store import AlertNotFoundError, acknowledge, resolve
 
 router = APIRouter(include_in_schema=False)
@@ -220,6 +221,7 @@ def athlete_page(request: Request, athlete_id: str, coach: CoachPage) -> Respons
         checkins=checks,
         alerts=alerts,
         title_of=queries.rule_title,
+        signs_of=signs_of,
     )
 
 
@@ -262,19 +264,7 @@ def export_csv(ctx: WebContext, athlete_id: str) -> str:
                 ]
             )
         for c in reversed(queries.checkins(conn, athlete_id)):
-            symptoms = [
-                n
-                for n in (
-                    "swelling",
-                    "locking",
-                    "giving_way",
-                    "cannot_bear_weight",
-                    "night_pain",
-                    "fever",
-                    "trauma",
-                )
-                if getattr(c, n)
-            ]
+            symptoms = [sign.replace(" ", "_") for sign in signs_of(c)]
             note = (c.note or "").replace("\n", " ")
             if note[:1] in ("=", "+", "-", "@"):
                 note = "'" + note  # not a formula when opened in a spreadsheet

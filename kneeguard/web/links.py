@@ -95,3 +95,6 @@ class NoticeLinksFromDb:
         with self.engine.connect() as conn:
             links = self.links.athlete_links(conn, athlete_id)
         return NoticeLink(links.alert(alert_id), links.alert_hook(alert_id))
+
+    def dashboard(self, athlete_id: str | None = None) -> str:
+        return self.links.dashboard(athlete_id)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, or_, select
 from db.models import Alert, Athlete, Checkin, Coach, Run
 from notifier.digest.periods import WEEK_DAYS, require_aware
 from rules import metrics
+from rules.catalog import CATALOG
 
 __all__ = ["AlertLine", "AthleteLine", "DigestContent", "build_digest"]
 
@@ -377,9 +378,24 @@ def _round(value: float | None) -> float | None:
 
 
 @cache
+def _rule_title(rule_id: str) -> str:
+    spec = CATALOG.get(rule_id)
+    return spec.title if spec is not None else rule_id
+
+
+WORDS: Mapping[str, Any] = {
+    "rule_title": _rule_title,
+    "recommendation_words": lambda value: str(value).replace("_", " "),
+    "severity_colour": lambda value: {"urgent": "#b00020", "warning": "#a34f00"}.get(
+        str(value), "#2f5d8a"
+    ),
+}
+"""Template filters: rule titles and recommendations in words, a colour per severity."""
+
+
 def _environment() -> Environment:
     """The templates; HTML is autoescaped (athlete and coach names are user input), text not."""
-    return Environment(
+    env = Environment(
         loader=PackageLoader("notifier", "templates"),
         autoescape=select_autoescape(
             enabled_extensions=("html",), disabled_extensions=("txt",), default=True
@@ -389,3 +405,5 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters.update(WORDS)
+    return env
