@@ -29,11 +29,17 @@ from kneeguard.cli.common import fail, load_settings
     type=click.FloatRange(min=0, max=55),
     help="Spread the publishing over about this long; 0 publishes as fast as possible.",
 )
-def demo(weeks: int, athletes: int, out: Path, seed: int, seconds: float) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep the web app up over the demo data (on KNEEGUARD_WEB_BIND) until Ctrl-C.",
+)
+def demo(weeks: int, athletes: int, out: Path, seed: int, seconds: float, serve: bool) -> None:
     """Run KneeGuard end to end with a simulated club; needs no server.
 
     One coach and a dozen runners: one spikes a long run, one's pain rises week on week, one's
-    knee locks, one has pain on the outside of the knee, and the healthy ones get nothing.
+    knee locks, one has pain on the outside of the knee, and the healthy ones get nothing. Ends
+    with a coach sign-in link and a runner's check-in link for the web app (--serve keeps it up).
     """
     from rich.console import Console
 
@@ -49,6 +55,9 @@ def demo(weeks: int, athletes: int, out: Path, seed: int, seconds: float) -> Non
         seconds=seconds,
         mqtt_url=settings.mqtt_url,
         topic_prefix=settings.topic_prefix,
+        serve=serve,
+        web_bind=settings.web_bind,
+        public_url=settings.public_url,
     )
     # paho logs a harmless race while the service disconnects; the demo reports real failures.
     logging.getLogger("ingest.paho").setLevel(logging.CRITICAL)

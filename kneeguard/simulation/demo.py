@@ -12,6 +12,7 @@ the demo shows what KneeGuard did, not what it was expected to do.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,9 @@ class DemoOptions:
     seconds: float = 10.0  # publishing is spread over about this long; 0 = as fast as possible
     mqtt_url: str = "mqtt://localhost:1883"
     topic_prefix: str = "kneeguard/v1"
+    serve: bool = False  # keep the web app up over the demo data until Ctrl-C
+    web_bind: str = "127.0.0.1:8080"
+    public_url: str = "http://localhost:8080"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +156,74 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         client_id = f"kneeguard-demo-{os.getpid()}"
         if not embedded:
             stack.callback(discard_session, broker_url, client_id)
-        service = _start_service(stack, engine, database, broker_url, client_id, mail, plan)
+        service = _start_service(
+            stack, engine, database, broker_url, client_id, mail, plan, options
+        )
         _simulate(plan, broker_url, options.seconds, engine, console, result)
         now = utcnow()
         sweep = service.rules.sweep(now)
         console.print(f"Rule sweep as of now: {sweep.summary()}")
         _deliver(engine, service, now, result)
         _collect(engine, roster, mail, result)
+        coach_link, runner_link, runner = _web_links(service, engine, roster)
+        if options.serve:
+            _report(console, result, roster)
+            _print_links(console, coach_link, runner_link, runner, database, serving=True)
+            _serve_until_stopped(console)
+            return result
     _report(console, result, roster)
+    _print_links(console, coach_link, runner_link, runner, database, serving=False)
     return result
+
+
+def _web_links(service: Service, engine: Engine, roster: list[SimAthlete]) -> tuple[str, str, str]:
+    """A coach sign-in link and the personal check-in link of the first runner with an alert
+    (else the first runner)."""
+    from kneeguard.web.admin import athlete_link, coach_link
+
+    now = utcnow()
+    with engine.connect() as conn:
+        alerted = {row[0] for row in conn.execute(select(Alert.athlete_id))}
+    runner = next((a for a in roster if a.athlete_id in alerted), roster[0])
+    return (
+        coach_link(service.settings, engine, COACH_ID, now),
+        athlete_link(service.settings, engine, runner.athlete_id, now),
+        runner.name,
+    )
+
+
+def _print_links(
+    console: Console, coach: str, runner: str, name: str, database: Path, *, serving: bool
+) -> None:
+    console.print("[bold]Web app[/]:", highlight=False)
+    console.print(f"  coach sign-in (once, within 15 minutes): {coach}", soft_wrap=True)
+    console.print(f"  {name}'s check-in link: {runner}", soft_wrap=True)
+    if serving:
+        console.print("Serving the web app over the demo data; press Ctrl-C to stop.")
+    else:
+        console.print(
+            "  to open them, run [bold]kneeguard demo --serve[/] (a fresh demo that stays up), or "
+            f"serve this one: KNEEGUARD_DATABASE_URL=sqlite:///{_shown(database)} "
+            "kneeguard run --only web",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def _serve_until_stopped(console: Console) -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    console.print("stopped")
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -207,6 +270,7 @@ def _start_service(
     client_id: str,
     mail: MailFolder,
     plan: Plan,
+    options: DemoOptions,
 ) -> Service:
     settings = Settings(
         database_url=f"sqlite:///{database}",
@@ -217,11 +281,13 @@ def _start_service(
         smtp_url=mail.url,
         mail_from="KneeGuard demo <kneeguard@example.com>",
         ntfy_url=None,
+        web_bind=options.web_bind,
+        public_url=options.public_url,
         _env_file=None,
     )
     # The scheduled jobs wait an hour: the demo runs the sweep and the digest itself, once all
     # weeks are stored, rather than on a half-stored history.
-    service = Service(settings, engine, first_run_delay=timedelta(hours=1))
+    service = Service(settings, engine, first_run_delay=timedelta(hours=1), serve_web=options.serve)
     service.start()
     stack.callback(service.stop)
     if not service.connection.ready.wait(15):
