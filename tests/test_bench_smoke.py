@@ -87,3 +87,13 @@ def test_import_benchmark_imports_and_decodes_every_file() -> None:
     assert values["import_fit_files_per_s"] > 0
     assert values["import_bare_decode_files_per_s"] > 0
     assert values["import_peak_rss_mb"] > 0
+
+
+@pytest.mark.postgres
+def test_web_benchmark_completes() -> None:
+    from bench.web import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    assert values["web_team_p95"] > 0 and values["web_athlete_p95"] > 0
+    # A fixed number of statements per page, whatever the team size (no N+1).
+    assert values["web_team_sql"] <= 6 and values["web_athlete_sql"] <= 10
