@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest install bench demo clean chromium
+.PHONY: test test-fast lint typecheck pytest install bench demo clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ pytest: $(STAMP) chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The quick part for day-to-day work: lint, types and the suite without the slow fault, crash and
+# benchmark tests and without the browser tests. `make test` still runs everything.
+test-fast: lint typecheck $(STAMP)
+	$(BIN)/pytest -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -15,7 +15,7 @@ from bench import BenchError, Figure
 from bench._db import fresh_postgres
 from bench.sweep import load_club
 from db.engine import make_engine
-from kneeguard.delivery import build_transports
+from kneeguard.app.delivery import build_transports
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox

@@ -61,7 +61,7 @@ from bench._db import PG_ADMIN, fresh_postgres
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.models import Run
-from kneeguard.registry import Registry
+from kneeguard.admin.registry import Registry
 from testsupport import (
     SERVICE_PASSWORD,
     SERVICE_USER,

@@ -28,7 +28,7 @@ from bench import BenchError, Figure
 from bench._db import fresh_postgres
 from bench.ingest import ServiceProcess
 from db.engine import make_engine, session_factory
-from kneeguard.registry import Registry
+from kneeguard.admin.registry import Registry
 from testsupport import (
     TEST_PASSWORD,
     TEST_USER,

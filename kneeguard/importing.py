@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine
 
 from ingest.files.importer import FileOutcome, check_athlete, import_bytes, iter_import
 from ingest.writer import StoredListener
+from kneeguard.app.delivery import build_transports
 from kneeguard.clock import Clock, utcnow
-from kneeguard.delivery import build_transports
 from kneeguard.settings import Settings
 from notifier.routing import enqueue_alerts
 from rules.config import RulesConfig

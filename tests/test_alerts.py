@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from db.models import Alert, AlertEvent, Checkin, Prompt, Run
-from kneeguard.service import Service
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from rules.config import RulesConfig
 from rules.engine import RuleEngine

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, func, insert, select
 
 from db.engine import make_engine, session_factory
 from db.models import Alert, Run
-from kneeguard.datarights import backup_sqlite, restore_sqlite, sqlite_path
-from kneeguard.registry import Registry
+from kneeguard.admin.datarights import backup_sqlite, restore_sqlite, sqlite_path
+from kneeguard.admin.registry import Registry
 from testsupport import kneeguard, wait_until
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)

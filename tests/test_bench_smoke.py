@@ -7,6 +7,8 @@ import pytest
 from bench.ingest import environment_problem, run
 from testsupport import missing
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.broker
 @pytest.mark.postgres

@@ -277,7 +277,7 @@ def test_help_lists_the_contract_commands() -> None:
 
 
 HEAVY_MODULES = {"alembic", "db", "httpx", "jinja2", "paho", "psycopg", "pydantic", "rich"}
-HEAVY_MODULES |= {"sqlalchemy", "ingest.mqtt", "kneeguard.service", "kneeguard.settings"}
+HEAVY_MODULES |= {"sqlalchemy", "ingest.mqtt", "kneeguard.app.service", "kneeguard.settings"}
 
 
 def test_help_loads_neither_the_service_nor_its_libraries() -> None:

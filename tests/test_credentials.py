@@ -26,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract.topics import Kind, Topics
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, MqttConnection
-from kneeguard.credentials import (
+from kneeguard.admin.credentials import (
     ACL_BEGIN,
     ACL_END,
     hash_password,

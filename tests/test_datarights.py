@@ -29,13 +29,13 @@ from db.models import (
     Prompt,
     Run,
 )
-from kneeguard.cli import athlete as athlete_cli
-from kneeguard.credentials import (
+from kneeguard.admin.credentials import (
     ACL_BEGIN,
     BrokerCredentials,
     read_password_entries,
     set_password,
 )
+from kneeguard.cli import athlete as athlete_cli
 from testsupport import assert_user_error, kneeguard
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

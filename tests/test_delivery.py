@@ -16,9 +16,9 @@ from sqlalchemy import Engine, select, update
 
 from db.engine import make_engine, session_factory
 from db.models import Alert, Coach, Delivery
-from kneeguard.delivery import build_transports
-from kneeguard.registry import Registry
-from kneeguard.service import Service
+from kneeguard.admin.registry import Registry
+from kneeguard.app.delivery import build_transports
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from notifier.base import Channel, Message, Recipient
 from notifier.outbox import Outbox, backoff

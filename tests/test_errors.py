@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import make_engine
-from kneeguard.credentials import set_password
+from kneeguard.admin.credentials import set_password
 from testsupport import assert_user_error, kneeguard
 
 

@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, session_factory
 from db.models import Alert, AlertEvent, Checkin, Delivery, Run
-from kneeguard.registry import Registry
-from kneeguard.service import Service
+from kneeguard.admin.registry import Registry
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from notifier.outbox import Outbox
 from notifier.routing import enqueue_alerts
@@ -50,6 +50,8 @@ from testsupport import (
     service,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 # --- helpers --------------------------------------------------------------------------------
 

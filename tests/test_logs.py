@@ -17,7 +17,7 @@ import uuid as uuidlib
 import pytest
 
 from db.engine import make_engine, session_factory
-from kneeguard.registry import Registry
+from kneeguard.admin.registry import Registry
 from testsupport import (
     SERVICE_PASSWORD,
     TEST_PASSWORD,
@@ -162,7 +162,7 @@ def test_logs_hold_no_credentials_and_no_payload(
         assert any(marker in text for text in debug)
 
 
-FORGED = "2026-12-01 00:00:00,000 ERROR kneeguard.service: forged record"
+FORGED = "2026-12-01 00:00:00,000 ERROR kneeguard.app.service: forged record"
 
 
 def test_no_logged_value_can_forge_a_record(sqlite_url: str, broker: Mosquitto) -> None:
@@ -201,7 +201,7 @@ def test_no_logged_value_can_forge_a_record(sqlite_url: str, broker: Mosquitto) 
 def test_tracebacks_are_indented_and_escaped() -> None:
     import logging
 
-    from kneeguard.logs import SafeFormatter
+    from kneeguard.app.logs import SafeFormatter
 
     formatter = SafeFormatter("%(levelname)s %(message)s")
     try:

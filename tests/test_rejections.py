@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from db.engine import make_engine
 from db.models import Checkin, DeadLetter, Run
-from kneeguard.service import Service
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from testsupport import (
     CHECKIN_TOPIC,

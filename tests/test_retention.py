@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from db.models import DeadLetter, Delivery
-from kneeguard.retention import purge
-from kneeguard.service import Service
+from kneeguard.admin.retention import purge
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)

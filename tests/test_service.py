@@ -61,6 +61,7 @@ def registered(db_url: str) -> str:
     return db_url
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_burst_loses_nothing_and_doubles_nothing(
     registered: str, broker: Mosquitto
 ) -> None:
@@ -122,6 +123,7 @@ def pending_for_service(broker: Mosquitto, settle: float = 2.0) -> list[str]:
     return received
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_burst_commits_everything_it_acknowledged(
     registered: str, broker: Mosquitto
 ) -> None:

@@ -21,9 +21,9 @@ from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Alert, Checkin, DeadLetter, Run
 from ingest.messages import Inbound, Valid, decode
+from kneeguard.app.service import Service
 from kneeguard.cli.common import UserError
 from kneeguard.cli.simulate import simulate
-from kneeguard.service import Service
 from kneeguard.settings import Settings
 from kneeguard.simulation.simulator import SCENARIO_RULES, STORIES, Plan, PlanError, generate
 from rules.config import RulesConfig

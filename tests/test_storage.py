@@ -58,7 +58,7 @@ def test_naive_datetimes_are_refused() -> None:
 
 def test_deleting_an_athlete_deletes_their_devices(engine: Engine) -> None:
     from db.engine import session_factory
-    from kneeguard.registry import Registry
+    from kneeguard.admin.registry import Registry
 
     registry = Registry(session_factory(engine), clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
     registry.add_athlete(athlete_id="a", name="A", email="a@example.com")

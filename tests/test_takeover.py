@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from contract.topics import Kind, Topics
 from ingest.mqtt import BrokerAddress, MqttConnection
-from kneeguard.credentials import set_password, write_acl
+from kneeguard.admin.credentials import set_password, write_acl
 from testsupport import (
     ROOT,
     SERVICE_PASSWORD,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from db.engine import make_engine
-from kneeguard.service import Service
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from rules.catalog import CATALOG
 from testsupport import Mosquitto, SmtpSink, free_port, kneeguard, missing, wait_until

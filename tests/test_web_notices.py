@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Alert
-from kneeguard.registry import Registry
+from kneeguard.admin.registry import Registry
 from testsupport import HttpSink
 from testsupport.web import (
     SECRET,

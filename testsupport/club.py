@@ -12,7 +12,7 @@ from sqlalchemy import Engine, insert
 
 from db.engine import session_factory
 from db.models import Alert
-from kneeguard.registry import Registry
+from kneeguard.admin.registry import Registry
 
 PREFIX = "kneeguard/v1"
 RUN_TOPIC = f"{PREFIX}/ann/watch/run"

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, insert, select
 
 from db.engine import make_engine, session_factory
 from db.models import Alert, ApiToken, Run
-from kneeguard.registry import Registry
-from kneeguard.service import Service
+from kneeguard.admin.registry import Registry
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from kneeguard.web.security import new_token, token_hash
 from testsupport import SmtpSink, free_port, new_uuid, wait_until

@@ -32,7 +32,7 @@ def import_files(athlete_id: str, files: tuple[Path, ...]) -> int:
     from zoneinfo import ZoneInfo
 
     from ingest.files.importer import UnknownAthleteError, check_athlete
-    from kneeguard.delivery import DeliveryConfigError
+    from kneeguard.app.delivery import DeliveryConfigError
     from kneeguard.importing import standalone
 
     settings = load_settings()

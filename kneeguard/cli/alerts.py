@@ -86,7 +86,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
 @database_errors
 def alerts_ack(alert_id: int, by: str | None) -> None:
     """Acknowledge an alert."""
-    from kneeguard.registry import check_name
+    from kneeguard.admin.registry import check_name
     from rules.store import AlertNotFoundError, acknowledge
 
     if by is not None and by.strip():

@@ -23,8 +23,8 @@ from kneeguard.cli.device import broker_credentials, reload_broker
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from kneeguard.credentials import BrokerCredentials
-    from kneeguard.datarights import CredentialRemover, Erasure
+    from kneeguard.admin.credentials import BrokerCredentials
+    from kneeguard.admin.datarights import CredentialRemover, Erasure
     from kneeguard.settings import Settings
 
 R = TypeVar("R")
@@ -137,7 +137,7 @@ def _guarded(settings: Settings, call: Callable[[], R]) -> R:
     from sqlalchemy.exc import OperationalError
 
     from db.engine import describe_operational_error
-    from kneeguard.datarights import UnknownAthleteError
+    from kneeguard.admin.datarights import UnknownAthleteError
 
     try:
         return call()
@@ -152,8 +152,8 @@ def _guarded(settings: Settings, call: Callable[[], R]) -> R:
 def export(athlete_id: str) -> None:
     """Print everything held about an athlete as JSON (profile, devices, runs, check-ins,
     alerts with their history, deliveries, prompts, dead letters)."""
+    from kneeguard.admin.datarights import export_athlete
     from kneeguard.clock import utcnow
-    from kneeguard.datarights import export_athlete
 
     settings = load_settings()
     engine = open_database(settings)
@@ -223,7 +223,7 @@ def require_athlete(engine: Engine, athlete_id: str) -> None:
     from sqlalchemy import select
 
     from db.models import Athlete
-    from kneeguard.datarights import UnknownAthleteError
+    from kneeguard.admin.datarights import UnknownAthleteError
 
     with engine.connect() as conn:
         if conn.execute(select(Athlete.id).where(Athlete.id == athlete_id)).first() is None:
@@ -231,8 +231,8 @@ def require_athlete(engine: Engine, athlete_id: str) -> None:
 
 
 def erase(engine: Engine, athlete_id: str, remover: CredentialRemover | None) -> Erasure:
-    from kneeguard.credentials import CredentialsError
-    from kneeguard.datarights import delete_athlete
+    from kneeguard.admin.credentials import CredentialsError
+    from kneeguard.admin.datarights import delete_athlete
 
     try:
         return delete_athlete(engine, athlete_id, remove_credentials=remover)

@@ -24,7 +24,7 @@ from kneeguard.clock import utcnow
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from kneeguard.registry import Registry
+    from kneeguard.admin.registry import Registry
     from kneeguard.settings import Settings
     from rules.config import RulesConfig
 
@@ -76,7 +76,7 @@ def open_database(settings: Settings) -> Engine:
 
 def missing_sqlite_file(database_url: str) -> str | None:
     """The path of a SQLite database file that does not exist, else None."""
-    from kneeguard.datarights import sqlite_path
+    from kneeguard.admin.datarights import sqlite_path
 
     try:
         path = sqlite_path(database_url)
@@ -107,13 +107,13 @@ def database_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def registry() -> Registry:
     from db.engine import session_factory
-    from kneeguard.registry import Registry
+    from kneeguard.admin.registry import Registry
 
     return Registry(session_factory(open_database(load_settings())))
 
 
 def registry_call(call: Callable[[], R]) -> R:
-    from kneeguard.registry import RegistryError
+    from kneeguard.admin.registry import RegistryError
 
     try:
         return call()

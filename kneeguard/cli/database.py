@@ -47,7 +47,7 @@ def db_upgrade() -> None:
 @click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
 def db_backup(destination: Path) -> None:
     """Copy the live SQLite database to DESTINATION (a new file), safely while it runs."""
-    from kneeguard.datarights import backup_sqlite, sqlite_path
+    from kneeguard.admin.datarights import backup_sqlite, sqlite_path
 
     settings = load_settings()
     try:
@@ -69,7 +69,7 @@ def db_backup(destination: Path) -> None:
 def db_restore(backup: Path) -> None:
     """Restore a backup made by `db backup` as the configured SQLite database (which must not
     exist: stop the service and move the old files away first)."""
-    from kneeguard.datarights import restore_sqlite, sqlite_path
+    from kneeguard.admin.datarights import restore_sqlite, sqlite_path
 
     settings = load_settings()
     try:

@@ -18,8 +18,8 @@ from kneeguard.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from kneeguard.credentials import BrokerCredentials
-    from kneeguard.registry import Registry
+    from kneeguard.admin.credentials import BrokerCredentials
+    from kneeguard.admin.registry import Registry
     from kneeguard.settings import Settings
 
 
@@ -35,7 +35,7 @@ def device() -> None:
 def device_add(athlete_id: str, device_id: str) -> None:
     """Register a device to an athlete and, with KNEEGUARD_MQTT_PASSWORD_FILE set, give it broker
     credentials (printed once)."""
-    from kneeguard.credentials import CredentialsError
+    from kneeguard.admin.credentials import CredentialsError
 
     settings = load_settings()
     reg = registry()
@@ -66,7 +66,7 @@ def device_add(athlete_id: str, device_id: str) -> None:
 @database_errors
 def device_revoke(athlete_id: str, device_id: str) -> None:
     """Unregister a device and remove its broker credentials (its runs and check-ins stay)."""
-    from kneeguard.credentials import CredentialsError
+    from kneeguard.admin.credentials import CredentialsError
 
     settings = load_settings()
     reg = registry()
@@ -108,7 +108,7 @@ def device_list(athlete_id: str | None, as_json: bool) -> None:
 def broker_credentials(settings: Settings) -> BrokerCredentials | None:
     """The broker files to manage, or None when no password file is configured."""
     from contract.topics import Topics
-    from kneeguard.credentials import BrokerCredentials
+    from kneeguard.admin.credentials import BrokerCredentials
 
     if settings.mqtt_password_file is None:
         return None
@@ -131,7 +131,7 @@ def device_keys(reg: Registry) -> Callable[[], list[tuple[str, str]]]:
 
 def reload_broker(broker: BrokerCredentials) -> None:
     """SIGHUP the broker; the files are written either way, so a failure is only a warning."""
-    from kneeguard.credentials import CredentialsError
+    from kneeguard.admin.credentials import CredentialsError
 
     try:
         reloaded = broker.reload()

@@ -25,8 +25,8 @@ def digest_send(coach_id: str | None, force: bool) -> None:
 
     from db.engine import session_factory
     from db.models import Delivery
-    from kneeguard.delivery import DeliveryConfigError, build_transports
-    from kneeguard.registry import Registry
+    from kneeguard.admin.registry import Registry
+    from kneeguard.app.delivery import DeliveryConfigError, build_transports
     from notifier.digest import send_due_digests
     from notifier.outbox import Outbox
 

@@ -20,9 +20,9 @@ def run(only: str | None) -> None:
     """Run the service until SIGTERM: ingest from MQTT into the database, rules, delivery and
     the web app on KNEEGUARD_WEB_BIND."""
     from ingest.mqtt import BrokerConfigError
-    from kneeguard.delivery import DeliveryConfigError
-    from kneeguard.logs import configure_logging
-    from kneeguard.service import Service, ServiceError
+    from kneeguard.app.delivery import DeliveryConfigError
+    from kneeguard.app.logs import configure_logging
+    from kneeguard.app.service import Service, ServiceError
     from kneeguard.web.security import SecretKeyError
 
     settings = load_settings()

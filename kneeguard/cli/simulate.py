@@ -95,7 +95,7 @@ def simulate(
     and mixed (one of each story, the rest healthy). See docs/SIMULATOR.md.
     """
     from ingest.mqtt import BrokerConfigError
-    from kneeguard.registry import RegistryError
+    from kneeguard.admin.registry import RegistryError
     from kneeguard.simulation.publish import Publisher, PublishError, register_club
     from kneeguard.simulation.simulator import Plan, PlanError, generate
 

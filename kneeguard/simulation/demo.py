@@ -32,8 +32,8 @@ from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.models import Alert, Checkin, DeadLetter, Delivery, Run
 from ingest.mqtt import BrokerAddress, BrokerConfigError
+from kneeguard.app.service import Service
 from kneeguard.clock import utcnow
-from kneeguard.service import Service
 from kneeguard.settings import Settings
 from kneeguard.simulation.demo_support import (
     DemoError,

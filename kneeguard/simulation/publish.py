@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Athlete, Coach, Device
 from ingest.mqtt import BrokerAddress
+from kneeguard.admin.registry import Registry
 from kneeguard.clock import utcnow
-from kneeguard.registry import Registry
 from kneeguard.simulation.simulator import Message, Plan
 from notifier.routing import DEFAULT_QUIET_HOURS
 

@@ -22,11 +22,11 @@ from contract.topics import Topics
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, MqttConnection
 from ingest.writer import Stored, Writer
+from kneeguard.admin.retention import purge
+from kneeguard.app.delivery import build_transports
+from kneeguard.app.events import Events
 from kneeguard.clock import Clock, utcnow
-from kneeguard.delivery import build_transports
-from kneeguard.events import Events
 from kneeguard.importing import ActivityImport
-from kneeguard.retention import purge
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox, OutboxWorker
@@ -185,7 +185,7 @@ class Service:
         return scheduler
 
     def purge_expired(self) -> None:
-        """Retention: old dead letters and finished delivery records (kneeguard.retention)."""
+        """Retention: old dead letters and finished delivery records (kneeguard.admin.retention)."""
         try:
             purged = purge(
                 self.engine,

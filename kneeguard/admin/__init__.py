@@ -1,0 +1,2 @@
+"""Administration: the registry of coaches, athletes and devices, broker credentials, athletes'
+data rights (export, erasure, backups) and retention."""
