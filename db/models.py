@@ -160,6 +160,10 @@ class Checkin(Base):
     night_pain: Mapped[bool] = mapped_column(Boolean, default=False)
     fever: Mapped[bool] = mapped_column(Boolean, default=False)
     trauma: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RULES.md v2; optional on the wire, false when absent.
+    redness_warmth: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    numbness: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    stopped_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     ostrc_q1: Mapped[int | None] = mapped_column(SmallInteger)
     ostrc_q2: Mapped[int | None] = mapped_column(SmallInteger)
     ostrc_q3: Mapped[int | None] = mapped_column(SmallInteger)
@@ -220,7 +224,11 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An acknowledged red-flag alert reported again opens again; escalation counts from here.
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message: Mapped[str] = mapped_column(Text)
+    # The same text for the coach, third person; "{athlete}" stands for the athlete's name.
+    coach_message: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (

@@ -179,6 +179,8 @@ class Symptoms(Wire):
     night_pain: bool = False
     fever: bool = False
     trauma: bool = False
+    redness_warmth: bool = False
+    numbness: bool = False  # numbness or pins and needles below the knee
 
 
 OstrcOption = Annotated[int, Field(ge=0, le=3)]
@@ -205,6 +207,7 @@ class CheckinBody(Wire):
     pain_sites: Annotated[list[PainSite], Field(max_length=16)] = []
     symptoms: Symptoms = Symptoms()
     ostrc: Ostrc | None = None
+    stopped_run: bool = False  # the run was stopped or shortened because of knee pain
     note: Annotated[str, Field(max_length=1000)] | None = None
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, or_, select, update
 from db.models import Alert, Athlete, Coach, Delivery, Digest
 from notifier.base import DeliveryError, Message, NoticeLinks, Recipient, Transport
 from notifier.digest_charts import decorate
-from notifier.render import render_alert
+from notifier.render import ESCALATION_HOURS, render_alert
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Outbox:
     senders: int = 4
     rng: random.Random = field(default_factory=random.Random)
     links: NoticeLinks | None = None
+    escalation_hours: float = ESCALATION_HOURS
 
     # --- one step at a time ----------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class Outbox:
             if transport is None:
                 raise DeliveryError(f"channel {item.channel} is not configured", permanent=True)
             with self.engine.connect() as conn:
-                recipient, message = load_notice(conn, item, self.links)
+                recipient, message = load_notice(conn, item, self.links, self.escalation_hours)
             transport.send(recipient, message)
         except DeliveryError as exc:
             return self._failed(item, str(exc), exc.permanent)
@@ -228,9 +229,13 @@ class OutboxWorker:
 
 
 def load_notice(
-    conn: Connection, item: Claimed, links: NoticeLinks | None = None
+    conn: Connection,
+    item: Claimed,
+    links: NoticeLinks | None = None,
+    escalation_hours: float = ESCALATION_HOURS,
 ) -> tuple[Recipient, Message]:
-    """The recipient and the rendered message of a claimed delivery."""
+    """The recipient and the rendered message of a claimed delivery; an escalation states
+    `escalation_hours`, the configured `lifecycle.escalation_hours`."""
     recipient = load_recipient(conn, item.recipient_kind, item.recipient_id)
     if item.digest_id is not None:
         digest = conn.execute(select(Digest).where(Digest.id == item.digest_id)).one_or_none()
@@ -249,13 +254,13 @@ def load_notice(
     alert = conn.execute(select(Alert).where(Alert.id == item.alert_id)).one_or_none()
     if alert is None:
         raise LookupError(f"alert {item.alert_id}")
-    athlete_name = conn.execute(
-        select(Athlete.name).where(Athlete.id == alert.athlete_id)
-    ).scalar_one()
+    athlete = conn.execute(
+        select(Athlete.name, Athlete.email).where(Athlete.id == alert.athlete_id)
+    ).one()
     message = render_alert(
         alert_id=alert.id,
         athlete_id=alert.athlete_id,
-        athlete_name=athlete_name,
+        athlete_name=athlete.name,
         rule_id=alert.rule_id,
         severity=alert.severity,
         recommendation=alert.recommendation,
@@ -270,6 +275,9 @@ def load_notice(
             if links is not None
             else None
         ),
+        coach_text=alert.coach_message,
+        athlete_email=athlete.email,
+        escalation_hours=escalation_hours,
     )
     return recipient, message
 

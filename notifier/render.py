@@ -20,21 +20,30 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from notifier.base import Action, Message, NoticeLink
 from rules.catalog import CATALOG
 from rules.model import Recommendation
+from rules.text import coach_text as coach_text_for
 
-__all__ = ["AUDIENCES", "REASONS", "SEVERITIES", "render_alert", "subject_for"]
+__all__ = ["AUDIENCES", "REASONS", "SEVERITIES", "hours_text", "render_alert", "subject_for"]
 
 SEVERITIES: Final = ("info", "warning", "urgent")
-REASONS: Final = ("opened", "raised", "escalation")
+REASONS: Final = ("opened", "raised", "stronger", "repeated", "escalation")
 AUDIENCES: Final = ("athlete", "coach")
 
 _TAG: Final = {"info": "[Info]", "warning": "[Warning]", "urgent": "[URGENT]"}
 _COLOUR: Final = {"info": "#2f5d8a", "warning": "#a34f00", "urgent": "#b00020"}
-ESCALATION_HOURS: Final = 2
-"""RULES.md, C: an urgent alert not acknowledged within 2 hours is re-sent and escalated."""
+ESCALATION_HOURS: Final = 2.0
+"""RULES.md, C: the default escalation period; the configured one (`lifecycle.escalation_hours`)
+is passed to `render_alert` and stated in the text."""
 
 # Short imperative for the athlete, a neutral phrase for the coach (it is not their knee).
 _TODO: Final[Mapping[Recommendation, tuple[str, str]]] = {
-    Recommendation.URGENT_CARE: ("get your knee assessed today", "same-day knee assessment"),
+    Recommendation.EMERGENCY: (
+        "go to an emergency department now",
+        "emergency department now",
+    ),
+    Recommendation.URGENT_CARE: (
+        "stop running and get help today",
+        "stop running, same-day help",
+    ),
     Recommendation.PROFESSIONAL_ASSESSMENT: (
         "have your knee assessed",
         "professional knee assessment",
@@ -60,13 +69,19 @@ def render_alert(
     audience: str = "athlete",
     timezone: str = "UTC",
     link: NoticeLink | None = None,
+    coach_text: str | None = None,
+    athlete_email: str | None = None,
+    escalation_hours: float = ESCALATION_HOURS,
 ) -> Message:
     """The notice of one alert for one audience.
 
     `severity` is info | warning | urgent, `recommendation` one of the catalog's, `reason`
-    opened | raised (an open alert's severity rose) | escalation (urgent, unacknowledged after 2
-    hours), `audience` athlete | coach. `text` is the alert's stored message; `evidence` is shown
-    as a details list. `timezone` (the recipient's IANA zone) is only used to show `opened_at`.
+    opened | raised (the severity rose) | stronger (the recommendation became stronger) |
+    repeated (a red flag reported again) | escalation (urgent, unacknowledged after
+    `escalation_hours`), `audience` athlete | coach. `text` is the alert's stored athlete text;
+    a coach reads `coach_text` (third person, `{athlete}` filled in with the name) and the
+    athlete's contact, `athlete_email`. `evidence` is shown as a details list. `timezone` (the
+    recipient's IANA zone) is only used to show `opened_at`.
     Raises `ValueError` for an unknown severity, recommendation, reason or audience.
     """
     _check(severity, SEVERITIES, "severity")
@@ -82,16 +97,22 @@ def render_alert(
         reason=reason,
         audience=audience,
         athlete_name=name,
+        escalation_hours=escalation_hours,
     )
     phrase = _TODO[rec][0 if audience == "athlete" else 1]
+    body = text
+    if audience == "coach":
+        body = coach_text_for(coach_text, name) if coach_text else text
+        contact = _one_line(athlete_email) if athlete_email else "no email address on file"
+        body = f"{body.strip()}\nContact {name}: {contact}"
     context = {
         "subject": subject,
-        "intro": _intro(reason, audience, severity, name),
+        "intro": _intro(reason, audience, severity, name, escalation_hours),
         "headline": f"{title} ({severity})" if audience == "athlete" else f"{title}: {name}",
         "advice_label": "Recommendation" if audience == "athlete" else f"Recommendation for {name}",
         "advice": f"{phrase[0].upper()}{phrase[1:]}.",
-        "text": text.strip(),
-        "text_lines": [line for line in text.strip().splitlines() if line.strip()],
+        "text": body.strip(),
+        "text_lines": [line for line in body.strip().splitlines() if line.strip()],
         "evidence": [(key.replace("_", " "), _value(v)) for key, v in evidence.items()],
         "alert_id": alert_id,
         "opened": _local(opened_at, timezone),
@@ -120,7 +141,7 @@ def render_alert(
             "recommendation": rec.value,
             "reason": reason,
             "title": title,
-            "text": text,
+            "text": body if audience == "coach" else text,
             "opened_at": _utc(opened_at).isoformat(),
         },
     )
@@ -143,18 +164,22 @@ def subject_for(
     reason: str,
     audience: str,
     athlete_name: str,
+    escalation_hours: float = ESCALATION_HOURS,
 ) -> str:
-    """E.g. `[URGENT] KneeGuard: get your knee assessed today — locked knee`.
+    """E.g. `[URGENT] KneeGuard: stop running and get help today — locked knee`.
 
-    A coach's subject ends with `for NAME`; a raised alert says `now urgent`, an escalation
-    `unacknowledged after 2 hours`, both before the advice.
+    A coach's subject ends with `for NAME`; a raised alert says `now urgent`, a stronger one
+    `new advice`, a red flag reported again `reported again`, an escalation `unacknowledged
+    after 2 hours` (the configured period), all before the advice.
     """
     athlete_phrase, coach_phrase = _TODO[recommendation]
     phrase = athlete_phrase if audience == "athlete" else coach_phrase
     lead = {
         "opened": "",
         "raised": f"now {severity} — ",
-        "escalation": f"unacknowledged after {ESCALATION_HOURS} hours — ",
+        "stronger": "new advice — ",
+        "repeated": "reported again — ",
+        "escalation": f"unacknowledged after {hours_text(escalation_hours)} — ",
     }[reason]
     topic = title[0].lower() + title[1:] if title[1:2].islower() else title
     suffix = f" for {_one_line(athlete_name)}" if audience == "coach" else ""
@@ -174,23 +199,36 @@ def _environment() -> Environment:
     )
 
 
-def _intro(reason: str, audience: str, severity: str, name: str) -> str:
-    hours = ESCALATION_HOURS
+def hours_text(hours: float) -> str:
+    """`2` → "2 hours", `1` → "1 hour", `0.5` → "30 minutes", `1.5` → "1.5 hours"."""
+    if hours < 1:
+        minutes = round(hours * 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    shown = f"{hours:g}"
+    return f"{shown} hour{'' if shown == '1' else 's'}"
+
+
+def _intro(reason: str, audience: str, severity: str, name: str, escalation_hours: float) -> str:
+    period = hours_text(escalation_hours)
     if audience == "athlete":
         return {
             "opened": "KneeGuard has a new alert about your knee.",
             "raised": f"An open KneeGuard alert about your knee has been raised to {severity}.",
+            "stronger": "The advice of an open KneeGuard alert about your knee has changed.",
+            "repeated": "Your new check-in reports this again, so KneeGuard is telling you again.",
             "escalation": (
-                f"This {severity} alert about your knee has not been acknowledged {hours} hours "
-                "after it was opened, so we are sending it again and letting your coach know."
+                f"This {severity} alert about your knee has not been acknowledged {period} "
+                "after it was sent, so we are sending it again and letting your coach know."
             ),
         }[reason]
     return {
         "opened": f"KneeGuard has a new alert for your athlete {name}.",
         "raised": f"An open KneeGuard alert for your athlete {name} has been raised to {severity}.",
+        "stronger": f"The advice of an open KneeGuard alert for your athlete {name} has changed.",
+        "repeated": f"{name} has reported this again in a new check-in.",
         "escalation": (
-            f"This {severity} alert for your athlete {name} has not been acknowledged {hours} "
-            f"hours after it was opened. Please get in touch with {name}."
+            f"This {severity} alert for your athlete {name} has not been acknowledged {period} "
+            f"after it was sent. Please get in touch with {name}."
         ),
     }[reason]
 

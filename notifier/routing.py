@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import Alert, AlertEvent, Athlete, Coach, Delivery
@@ -128,12 +128,19 @@ def plan_alert(
 
 def enqueue_alerts(
     conn: Connection,
-    changes: Iterable[tuple[int, str]],
+    changes: Iterable[tuple[int, str] | tuple[int, str, int | None]],
     now: datetime,
     available: Collection[str] = CHANNELS,
 ) -> list[int]:
-    """Write the outbox rows for (alert_id, reason) pairs; returns the ids of new rows."""
-    wanted = dict(changes)
+    """Write the outbox rows for (alert_id, reason[, event_id]) triples; returns new row ids.
+
+    With an alert event id each change is its own notice (a red flag reported three times
+    notifies three times); without one, the same alert, reason and severity notify once.
+    """
+    wanted: dict[int, list[tuple[str, int | None]]] = {}
+    for change in changes:
+        event_id = change[2] if len(change) > 2 else None
+        wanted.setdefault(change[0], []).append((change[1], event_id))
     if not wanted:
         return []
     rows = conn.execute(
@@ -162,26 +169,27 @@ def enqueue_alerts(
         coach = (
             CoachPrefs(row.coach_id, row.coach_channels, row.webhook_url) if row.coach_id else None
         )
-        reason = wanted[alert_id]
-        for plan in plan_alert(severity, reason, athlete, coach, now, available):
-            values.append(
-                {
-                    "dedup_key": (
-                        f"alert:{alert_id}:{reason}:{severity}:"
-                        f"{plan.recipient_kind}:{plan.recipient_id}:{plan.channel}"
-                    ),
-                    "alert_id": alert_id,
-                    "reason": reason,
-                    "recipient_kind": plan.recipient_kind,
-                    "recipient_id": plan.recipient_id,
-                    "athlete_id": athlete_id,
-                    "channel": plan.channel,
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "due_at": plan.due_at,
-                }
-            )
+        for reason, event_id in wanted[alert_id]:
+            notice = f"event:{event_id}" if event_id is not None else f"{reason}:{severity}"
+            for plan in plan_alert(severity, reason, athlete, coach, now, available):
+                values.append(
+                    {
+                        "dedup_key": (
+                            f"alert:{alert_id}:{notice}:"
+                            f"{plan.recipient_kind}:{plan.recipient_id}:{plan.channel}"
+                        ),
+                        "alert_id": alert_id,
+                        "reason": reason,
+                        "recipient_kind": plan.recipient_kind,
+                        "recipient_id": plan.recipient_id,
+                        "athlete_id": athlete_id,
+                        "channel": plan.channel,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                        "due_at": plan.due_at,
+                    }
+                )
     return insert_deliveries(conn, values)
 
 
@@ -202,8 +210,9 @@ def escalate_due(
 ) -> list[int]:
     """Escalate urgent alerts still open (unacknowledged) `after` their opening, once each.
 
-    The conditional UPDATE is the claim: a second scheduler finds `escalated_at` already set.
-    Returns the ids of the escalated alerts.
+    An acknowledged red-flag alert reported again opens again and can escalate again, `after`
+    its reopening. The conditional UPDATE is the claim: a second scheduler finds
+    `escalated_at` already set. Returns the ids of the escalated alerts.
     """
     escalated = conn.execute(
         update(Alert)
@@ -211,20 +220,28 @@ def escalate_due(
             Alert.status == "open",
             Alert.severity == "urgent",
             Alert.escalated_at.is_(None),
-            Alert.opened_at <= now - after,
+            func.coalesce(Alert.reopened_at, Alert.opened_at) <= now - after,
         )
         .values(escalated_at=now)
         .returning(Alert.id, Alert.athlete_id)
     ).all()
     if not escalated:
         return []
-    conn.execute(
-        insert(AlertEvent),
+    event_ids = conn.execute(
+        insert(AlertEvent).returning(AlertEvent.id, sort_by_parameter_order=True),
         [
             {"alert_id": alert_id, "athlete_id": athlete_id, "kind": "escalated",
              "severity": "urgent", "at": now, "detail": None}
             for alert_id, athlete_id in escalated
         ],
-    )  # fmt: skip
-    enqueue_alerts(conn, [(alert_id, "escalation") for alert_id, _ in escalated], now, available)
+    ).scalars().all()  # fmt: skip
+    enqueue_alerts(
+        conn,
+        [
+            (alert_id, "escalation", int(event_id))
+            for (alert_id, _), event_id in zip(escalated, event_ids, strict=True)
+        ],
+        now,
+        available,
+    )
     return [alert_id for alert_id, _ in escalated]

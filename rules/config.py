@@ -4,8 +4,8 @@ The file is TOML (or YAML when PyYAML is installed). Every table is optional and
 it is optional; what is left out keeps its default. One table per rule, named by the rule id::
 
     [rules.load.single_run_spike]      # or, equivalently, [rules."load.single_run_spike"]
-    info_ratio = 1.1
-    warning_ratio = 1.3
+    ratio = 1.1
+    moderate_ratio = 1.3
 
     [rules.load.acwr]
     enabled = false
@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = [
     "AcwrConfig",
     "CadenceDropConfig",
+    "EngagementQuietConfig",
     "LifecycleConfig",
     "MonotonyConfig",
     "OstrcSubstantialConfig",
@@ -49,9 +50,11 @@ __all__ = [
     "PainRisingConfig",
     "PromptsConfig",
     "RedFlagConfig",
+    "ReturnAfterBreakConfig",
     "RuleConfig",
     "RulesConfig",
     "RulesConfigError",
+    "SeverePainConfig",
     "SingleRunSpikeConfig",
     "SweepConfig",
     "WeeklyRampConfig",
@@ -83,19 +86,26 @@ class RedFlagConfig(RuleConfig):
     """A red flag has no threshold: its trigger is a symptom the athlete ticked."""
 
 
+class SeverePainConfig(RuleConfig):
+    min_pain: int = _pain(8, "redflag.severe_pain fires on a score at least this, any context.")
+
+
 class PainHighConfig(RuleConfig):
     max_post_run_pain: int = _pain(
-        5, "pain.high fires when a post_run pain score is above this (0-10)."
+        5,
+        "pain.high fires when a post_run pain score is above this (0-10); scores from "
+        "redflag.severe_pain's min_pain up are that rule's, as it comes first.",
     )
 
 
 class PainNotSettledConfig(RuleConfig):
     min_pain: int = _pain(3, "Lowest next_morning pain score that can fire (0-10).")
-    after_run_hours: float = Field(
-        default=24.0,
-        ge=1.0,
-        le=72.0,
-        description="A next_morning check-in follows a run started at most this many hours before.",
+    baseline_days: int = Field(
+        default=7,
+        ge=1,
+        le=30,
+        description="The baseline is the latest daily/next_morning score this many days "
+        "before the run (0 if none).",
     )
     lookback_days: int = Field(
         default=7,
@@ -112,8 +122,8 @@ class PainRisingConfig(RuleConfig):
         le=10.0,
         description="Least rise of the weekly mean pain (points on 0-10) that fires.",
     )
-    min_checkins_per_week: int = Field(
-        default=3, ge=1, le=50, description="Check-ins each of the two weeks needs."
+    min_scored_days_per_week: int = Field(
+        default=3, ge=1, le=28, description="Scored days (one score per day) each week needs."
     )
     week_days: int = Field(
         default=7, ge=3, le=28, description="Length in local days of each compared week."
@@ -121,47 +131,75 @@ class PainRisingConfig(RuleConfig):
 
 
 class PainPersistentConfig(RuleConfig):
-    min_pain: int = _pain(3, "A day is painful when its worst score is at least this.")
-    min_days: int = Field(
-        default=10, ge=1, le=90, description="Painful days in the window that fire."
-    )
+    min_pain: int = _pain(3, "A day is painful when its highest score is at least this.")
     window_days: int = Field(
         default=14, ge=1, le=90, description="Length of the window in local days."
     )
-    min_checkins: int = Field(
-        default=10, ge=1, le=500, description="Check-ins the window needs before it can fire."
+    min_scored_days: int = Field(
+        default=5, ge=1, le=90, description="Days with a score the window needs."
+    )
+    min_span_days: int = Field(
+        default=10,
+        ge=1,
+        le=90,
+        description="First to last scored day, both counted, must span at least this.",
+    )
+    painful_fraction: float = Field(
+        default=0.8,
+        ge=0.1,
+        le=1.0,
+        description="Share of the scored days that must be painful.",
     )
 
     @model_validator(mode="after")
     def _days_fit_window(self) -> Self:
-        if self.min_days > self.window_days:
-            raise ValueError(
-                f"min_days ({self.min_days}) must not exceed window_days ({self.window_days})"
-            )
+        for name in ("min_scored_days", "min_span_days"):
+            if getattr(self, name) > self.window_days:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must not exceed "
+                    f"window_days ({self.window_days})"
+                )
         return self
 
 
 class SingleRunSpikeConfig(RuleConfig):
-    info_ratio: float = Field(
+    ratio: float = Field(
         default=1.10,
         ge=1.0,
         le=5.0,
-        description="Fires (info) when a run is longer than this × the longest run before it.",
+        description="Fires (warning) when a run is longer than this × the longest run before it.",
     )
-    warning_ratio: float = Field(
+    moderate_ratio: float = Field(
         default=1.30,
         ge=1.0,
-        le=5.0,
-        description="Above this × the longest run before it, the spike is a warning.",
+        le=10.0,
+        description="Above this × the reference the band is moderate (below: small).",
+    )
+    large_ratio: float = Field(
+        default=2.00,
+        ge=1.0,
+        le=10.0,
+        description="Above this × the reference the band is large.",
     )
     window_days: int = Field(
-        default=30, ge=7, le=90, description="Days before the run searched for its longest run."
+        default=30,
+        ge=7,
+        le=90,
+        description="Local calendar days before the run searched for its longest run.",
     )
     min_history_days: int = Field(
         default=30,
         ge=0,
         le=365,
-        description="Days between the athlete's first run and the judged run's day needed.",
+        description="Days between the athlete's first run and the judged run's day for the "
+        "window reference.",
+    )
+    min_extrapolation_days: int = Field(
+        default=14,
+        ge=0,
+        le=365,
+        description="With this many days of history but fewer than min_history_days, the "
+        "longest run so far is the reference (an extrapolation).",
     )
     lookback_days: int = Field(
         default=7, ge=1, le=30, description="Runs of the last this many local days are judged."
@@ -177,13 +215,39 @@ class SingleRunSpikeConfig(RuleConfig):
     )
 
     @model_validator(mode="after")
-    def _ratios_ordered(self) -> Self:
-        if self.warning_ratio < self.info_ratio:
+    def _ordered(self) -> Self:
+        if not self.ratio <= self.moderate_ratio <= self.large_ratio:
             raise ValueError(
-                f"warning_ratio ({self.warning_ratio}) must not be below "
-                f"info_ratio ({self.info_ratio})"
+                f"ratio ({self.ratio}), moderate_ratio ({self.moderate_ratio}) and "
+                f"large_ratio ({self.large_ratio}) must be in increasing order"
+            )
+        if self.min_extrapolation_days > self.min_history_days:
+            raise ValueError(
+                f"min_extrapolation_days ({self.min_extrapolation_days}) must not exceed "
+                f"min_history_days ({self.min_history_days})"
             )
         return self
+
+
+class ReturnAfterBreakConfig(RuleConfig):
+    break_days: int = Field(
+        default=21,
+        ge=7,
+        le=365,
+        description="A run after at least this many local days without one is a return.",
+    )
+    lookback_days: int = Field(
+        default=7, ge=1, le=30, description="Runs of the last this many local days are judged."
+    )
+
+
+class EngagementQuietConfig(RuleConfig):
+    quiet_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="Days without a run or check-in from an athlete with an open alert.",
+    )
 
 
 class WeeklyRampConfig(RuleConfig):
@@ -214,6 +278,12 @@ class AcwrConfig(RuleConfig):
         ge=0,
         le=365,
         description="Days between the athlete's first run and today needed before it can fire.",
+    )
+    seed_days: int = Field(
+        default=7,
+        ge=1,
+        le=28,
+        description="Both averages start from the mean daily distance of this many first days.",
     )
 
     @model_validator(mode="after")
@@ -301,6 +371,12 @@ class RedFlagRules(_Strict):
     acute_injury: RedFlagConfig = Field(
         default_factory=RedFlagConfig, description="redflag.acute_injury"
     )
+    cannot_bear_weight: RedFlagConfig = Field(
+        default_factory=RedFlagConfig, description="redflag.cannot_bear_weight"
+    )
+    severe_pain: SeverePainConfig = Field(
+        default_factory=SeverePainConfig, description="redflag.severe_pain"
+    )
     professional_signs: RedFlagConfig = Field(
         default_factory=RedFlagConfig, description="redflag.professional_signs"
     )
@@ -321,6 +397,9 @@ class LoadRules(_Strict):
     single_run_spike: SingleRunSpikeConfig = Field(
         default_factory=SingleRunSpikeConfig, description="load.single_run_spike"
     )
+    return_after_break: ReturnAfterBreakConfig = Field(
+        default_factory=ReturnAfterBreakConfig, description="load.return_after_break"
+    )
     weekly_ramp: WeeklyRampConfig = Field(
         default_factory=WeeklyRampConfig, description="load.weekly_ramp"
     )
@@ -340,6 +419,12 @@ class OstrcRules(_Strict):
     )
 
 
+class EngagementRules(_Strict):
+    quiet: EngagementQuietConfig = Field(
+        default_factory=EngagementQuietConfig, description="engagement.quiet"
+    )
+
+
 class RuleSettings(_Strict):
     """One table per rule, grouped by the part of the rule id before the dot."""
 
@@ -348,6 +433,9 @@ class RuleSettings(_Strict):
     load: LoadRules = Field(default_factory=LoadRules, description="Training-load rules.")
     form: FormRules = Field(default_factory=FormRules, description="Running-form rules.")
     ostrc: OstrcRules = Field(default_factory=OstrcRules, description="OSTRC-O2 rules.")
+    engagement: EngagementRules = Field(
+        default_factory=EngagementRules, description="Engagement rules."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -43,13 +43,14 @@ class SweepResult:
     findings: int
     rechecked: int
     opened: int
-    raised: int
+    raised: int  # raised, made stronger or reported again: every re-notification
     resolved: int
 
     def summary(self) -> str:
         return (
             f"swept {self.athletes} athletes ({self.rechecked} recent check-ins re-checked): "
-            f"{self.opened} alerts opened, {self.raised} raised, {self.resolved} resolved"
+            f"{self.opened} alerts opened, {self.raised} raised or re-notified, "
+            f"{self.resolved} resolved"
         )
 
 
@@ -77,12 +78,13 @@ class RuleEngine:
 
     def sweep(self, now: datetime) -> SweepResult:
         """One rule sweep as of `now`: trends, the red-flag re-check, and auto-resolve."""
+        quiet = timedelta(days=self.config.lifecycle.auto_resolve_quiet_days)
         since = now - timedelta(days=history_days_needed(self.config))
         athletes = findings_count = rechecked = 0
         changes: list[Change] = []
         pending: list[tuple[str, Finding]] = []
         with self.engine.connect() as reader:
-            for history in histories(reader, since, now):
+            for history in histories(reader, since, now, quiet=quiet):
                 athletes += 1
                 for finding in evaluate_history(history, now, self.config):
                     pending.append((history.athlete_id, finding))
@@ -102,7 +104,7 @@ class RuleEngine:
             findings=findings_count,
             rechecked=rechecked,
             opened=sum(1 for c in changes if c.kind == "opened"),
-            raised=sum(1 for c in changes if c.kind == "raised"),
+            raised=sum(1 for c in changes if c.kind != "opened"),
             resolved=resolved,
         )
 

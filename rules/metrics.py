@@ -20,10 +20,13 @@ __all__ = [
     "OSTRC_OPTION_SCORES",
     "PainStats",
     "acwr",
+    "acwr_seed",
     "cadence_drop",
+    "daily_pain",
     "daily_series",
     "ewma",
     "longest_run_before",
+    "longest_run_between",
     "median",
     "monotony",
     "ostrc_score",
@@ -64,17 +67,17 @@ def daily_series(points: Iterable[tuple[date, float]], start: date, end: date) -
     return series
 
 
-def ewma(series: Sequence[float], n: int) -> list[float]:
+def ewma(series: Sequence[float], n: int, seed: float = 0.0) -> list[float]:
     """Exponentially weighted moving average of a daily series, one value per day.
 
     Uses λ = 2 / (N + 1) and EWMA_t = λ·x_t + (1 − λ)·EWMA_{t−1}, as in Williams et al.,
     BJSM 2017 ("Better way to determine the acute:chronic workload ratio?").
 
-    The average is seeded with 0 before the first day, i.e. the athlete is assumed to have
-    done nothing before the series starts. This is the conservative choice for a new
-    athlete: it neither invents history nor lets the first day dominate, and it makes the
-    result linear in the loads. Its effect decays as (1 − λ)^t, so callers that need a
-    settled value should pass enough history (the catalog requires ≥ 28 days).
+    The average starts from ``seed`` before the first day. A zero seed assumes the athlete did
+    nothing before the series starts, which inflates the acute:chronic ratio for weeks (the
+    chronic average climbs from 0 far slower than the acute one); ``load.acwr`` therefore seeds
+    both averages with the mean daily load of the first days of history (:func:`acwr`).
+    The seed's weight decays as (1 − λ)^t. The result is linear in the loads and the seed.
 
     Raises ``ValueError`` if ``n`` < 1.
     """
@@ -82,21 +85,25 @@ def ewma(series: Sequence[float], n: int) -> list[float]:
         raise ValueError(f"EWMA span must be >= 1, got {n}")
     lam = 2.0 / (n + 1)
     out: list[float] = []
-    previous = 0.0
+    previous = seed
     for x in series:
         previous = lam * x + (1.0 - lam) * previous
         out.append(previous)
     return out
 
 
-def acwr(series: Sequence[float], acute_n: int = 7, chronic_n: int = 28) -> float | None:
+def acwr(
+    series: Sequence[float], acute_n: int = 7, chronic_n: int = 28, seed_days: int = 7
+) -> float | None:
     """Uncoupled EWMA acute:chronic workload ratio as of the last day of ``series``.
 
     Used by ``load.acwr``. Acute load is the EWMA with span ``acute_n`` through the last
     day. Chronic load is the EWMA with span ``chronic_n`` through the day before the acute
     window began, i.e. excluding the last ``acute_n`` days, so the acute load does not feed
     the chronic load (uncoupling: Windt & Gabbett, BJSM 2018; Lolli et al., BJSM 2019).
-    EWMA method from Williams et al., BJSM 2017; see :func:`ewma` for the zero seed.
+    EWMA method from Williams et al., BJSM 2017. Both averages start from the mean daily load
+    of the first ``seed_days`` days of the series (RULES.md v2), not from 0: with a zero seed a
+    steady plan read 1.61 at day 34 against 1.40 once settled.
 
     Returns ``None`` when the series is shorter than ``acute_n + 1`` days (no chronic day
     left) or the chronic load is 0 (ratio undefined).
@@ -105,11 +112,43 @@ def acwr(series: Sequence[float], acute_n: int = 7, chronic_n: int = 28) -> floa
         raise ValueError("acute_n and chronic_n must be >= 1")
     if len(series) < acute_n + 1:
         return None
-    acute = ewma(series, acute_n)[-1]
-    chronic = ewma(series[:-acute_n], chronic_n)[-1]
+    seed = acwr_seed(series, seed_days)
+    acute = ewma(series, acute_n, seed)[-1]
+    chronic = ewma(series[:-acute_n], chronic_n, seed)[-1]
     if chronic == 0.0:
         return None
     return acute / chronic
+
+
+def acwr_seed(series: Sequence[float], seed_days: int = 7) -> float:
+    """The starting value of both ACWR averages: the mean of the first ``seed_days`` days."""
+    if seed_days < 1:
+        raise ValueError(f"seed_days must be >= 1, got {seed_days}")
+    first = series[:seed_days]
+    return math.fsum(first) / len(first) if first else 0.0
+
+
+def longest_run_between(
+    runs: Iterable[tuple[datetime, float]], start: datetime, at: datetime
+) -> float | None:
+    """Longest single-run distance among runs starting in ``[start, at)``, or ``None``.
+
+    ``load.single_run_spike`` passes ``start`` = the same wall-clock time 30 local calendar
+    days before the judged run, so a DST change does not move the window by an hour.
+    """
+    in_window = [distance for started, distance in runs if start <= started < at]
+    return max(in_window) if in_window else None
+
+
+def daily_pain(scores: Iterable[tuple[date, int]]) -> dict[date, int]:
+    """One score per day: the highest reported that day (RULES.md v2, pain trends).
+
+    A check-in sent twice, or twice in a day, counts once.
+    """
+    worst: dict[date, int] = {}
+    for day, score in scores:
+        worst[day] = max(score, worst.get(day, score))
+    return dict(sorted(worst.items()))
 
 
 def longest_run_before(

@@ -25,11 +25,21 @@ class Severity(enum.IntEnum):
 
 
 class Recommendation(enum.StrEnum):
+    """Weakest to strongest (RULES.md): `rank` orders them, so "stronger" is a comparison."""
+
     MONITOR = "monitor"
     REDUCE_LOAD = "reduce_load"
     REST = "rest"
     PROFESSIONAL_ASSESSMENT = "professional_assessment"
-    URGENT_CARE = "urgent_care"
+    URGENT_CARE = "urgent_care"  # the same day
+    EMERGENCY = "emergency"  # now
+
+    @property
+    def rank(self) -> int:
+        return _RECOMMENDATION_RANK[self]
+
+
+_RECOMMENDATION_RANK = {rec: index for index, rec in enumerate(Recommendation)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,9 @@ class CheckinFact:
     night_pain: bool = False
     fever: bool = False
     trauma: bool = False
+    redness_warmth: bool = False
+    numbness: bool = False  # numbness or pins and needles below the knee
+    stopped_run: bool = False  # a run stopped or shortened because of knee pain
     ostrc: tuple[int, int, int, int] | None = None  # option indices 0-3 of q1..q4
     related_run_uuid: str | None = None
 
@@ -82,6 +95,8 @@ class AthleteHistory:
     timezone: str  # IANA name; days are the athlete's local calendar days
     runs: Sequence[RunFact]
     checkins: Sequence[CheckinFact]
+    # When the athlete's oldest unresolved warning or urgent alert opened (engagement.quiet).
+    attention_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +115,8 @@ class Finding:
     observed_at: datetime
     message: str
     evidence: Mapping[str, float | int | str | None] = field(default_factory=dict)
+    # The same finding told to the coach, in the third person; `{athlete}` stands for the
+    # athlete's name, filled in when the notice is rendered.
+    coach_message: str = ""
+    # The datum that fired a red flag ("checkin:<id>"): a red flag notifies once per check-in.
+    source: str | None = None

@@ -12,14 +12,24 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from db.models import Alert, AlertEvent, Athlete, Checkin, Run
-from rules.model import AthleteHistory, CheckinFact, Finding, PainSite, RunFact, Severity
+from rules.catalog import RED_FLAG_RULES
+from rules.model import (
+    AthleteHistory,
+    CheckinFact,
+    Finding,
+    PainSite,
+    Recommendation,
+    RunFact,
+    Severity,
+)
 
 STREAM_ROWS = 5000
+_T = TypeVar("_T")
 
 # Each fact field and the column it is read from. The queries select the athlete id, then these
 # columns in this order, and the facts are built by field name from the same tables, so adding
@@ -49,6 +59,9 @@ CHECKIN_FIELDS: Final = {
     "night_pain": Checkin.night_pain,
     "fever": Checkin.fever,
     "trauma": Checkin.trauma,
+    "redness_warmth": Checkin.redness_warmth,
+    "numbness": Checkin.numbness,
+    "stopped_run": Checkin.stopped_run,
     "related_run_uuid": Checkin.related_run_uuid,
     # Not fact fields: together they make `ostrc`.
     "ostrc_q1": Checkin.ostrc_q1,
@@ -112,12 +125,32 @@ def histories(
     since: datetime,
     until: datetime,
     athlete_ids: Collection[str] | None = None,
+    quiet: timedelta = timedelta(days=7),
 ) -> Iterator[AthleteHistory]:
     """Every athlete's (or the given athletes') runs and check-ins in [since, until], one
     athlete at a time.
 
+    `attention_since` (engagement.quiet) counts the unresolved warning and urgent alerts that
+    this sweep does not resolve for being `quiet` (see `resolve_quiet`).
+
     Three streamed queries in athlete order, merged here; memory holds one athlete at a time.
     """
+    # engagement.quiet: when each athlete's oldest unresolved warning or urgent alert opened.
+    attention: dict[str, datetime] = {
+        row[0]: row[1]
+        for row in conn.execute(
+            select(Alert.athlete_id, func.min(Alert.opened_at))
+            .where(
+                Alert.status != "resolved",
+                Alert.severity.in_(("warning", "urgent")),
+                or_(
+                    Alert.last_triggered_at > until - quiet,
+                    and_(Alert.severity == "urgent", Alert.status == "open"),
+                ),
+            )
+            .group_by(Alert.athlete_id)
+        )
+    }
     stream = conn.execution_options(yield_per=STREAM_ROWS)
     by_id = _bytewise(conn)
     athletes_query = select(Athlete.id, Athlete.timezone).order_by(by_id(Athlete.id))
@@ -147,6 +180,7 @@ def histories(
             timezone,
             [_run_fact(r) for r in run_groups.take(athlete_id)],
             [checkin_fact(r) for r in checkin_groups.take(athlete_id)],
+            attention_since=attention.get(athlete_id),
         )
 
 
@@ -189,13 +223,42 @@ def _bytewise(conn: Connection) -> Callable[[Any], Any]:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """An alert that was opened or raised: what delivery has to act on."""
+    """An alert change someone must hear about: what delivery has to act on.
+
+    `kind` is opened | raised (the severity rose) | stronger (the recommendation became
+    stronger) | repeated (a red flag reported again, on a new check-in). `event_id` is the
+    alert event that records it; deliveries are keyed by it, so each change notifies once.
+    """
 
     alert_id: int
     athlete_id: str
     rule_id: str
-    kind: str  # opened | raised
+    kind: str
     severity: Severity
+    event_id: int | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    """What is known of one unresolved alert while findings are applied to it."""
+
+    id: int
+    severity: Severity
+    recommendation: Recommendation
+    status: str
+    last_triggered_at: datetime
+    sources: set[str]
+
+
+def _rank(finding: Finding) -> tuple[int, int, datetime]:
+    return (int(finding.severity), finding.recommendation.rank, finding.observed_at)
+
+
+def _recommendation(value: str) -> Recommendation:
+    try:
+        return Recommendation(value)
+    except ValueError:  # written by a newer catalog: treat as the strongest known
+        return Recommendation.EMERGENCY
 
 
 def apply_findings(
@@ -203,20 +266,32 @@ def apply_findings(
     findings: Iterable[tuple[str, Finding]],
     now: datetime,
 ) -> list[Change]:
-    """Open, update or raise alerts for (athlete_id, finding) pairs, in the caller's transaction."""
-    by_key: dict[tuple[str, str], Finding] = {}
+    """Open, update, raise or re-notify alerts for (athlete_id, finding) pairs (RULES.md, C).
+
+    One unresolved alert per (athlete, rule). It is re-notified (a `Change`) when the severity
+    rises, when the recommendation becomes stronger, and, for the red flags of section A, on
+    every new check-in that fires one, once per check-in (the check-in is the event's detail),
+    even when the alert is acknowledged, which opens it again. The stored severity,
+    recommendation and texts change only with a notice, so they always match what was last
+    sent, and a recommendation never weakens. Other re-firings move `last_triggered_at` on.
+    Old evidence never reopens a resolved alert. Runs in the caller's transaction.
+    """
+    groups: dict[tuple[str, str], list[Finding]] = {}
     for athlete_id, finding in findings:
-        key = (athlete_id, finding.rule_id)
-        known = by_key.get(key)
-        if known is None or (finding.severity, finding.observed_at) > (
-            known.severity,
-            known.observed_at,
-        ):
-            by_key[key] = finding
-    if not by_key:
+        group = groups.setdefault((athlete_id, finding.rule_id), [])
+        if finding.rule_id in RED_FLAG_RULES and finding.source is not None:
+            if all(f.source != finding.source for f in group):
+                group.append(finding)
+        elif not group:
+            group.append(finding)
+        elif _rank(finding) > _rank(group[0]):
+            group[0] = finding
+    if not groups:
         return []
-    athlete_ids = sorted({athlete for athlete, _ in by_key})
-    active: dict[tuple[str, str], Any] = {}
+    for group in groups.values():
+        group.sort(key=lambda f: f.observed_at)
+    athlete_ids = sorted({athlete for athlete, _ in groups})
+    active: dict[tuple[str, str], _State] = {}
     resolved_until: dict[tuple[str, str], datetime] = {}
     for chunk in _chunks(athlete_ids, 500):
         for row in conn.execute(
@@ -225,59 +300,128 @@ def apply_findings(
                 Alert.athlete_id,
                 Alert.rule_id,
                 Alert.severity,
+                Alert.recommendation,
                 Alert.status,
                 Alert.last_triggered_at,
             ).where(Alert.athlete_id.in_(chunk))
         ):
             key = (row.athlete_id, row.rule_id)
-            if key not in by_key:
+            if key not in groups:
                 continue
             if row.status == "resolved":
                 previous = resolved_until.get(key)
                 if previous is None or row.last_triggered_at > previous:
                     resolved_until[key] = row.last_triggered_at
             else:
-                active[key] = row
+                active[key] = _State(
+                    row.id,
+                    Severity.parse(row.severity),
+                    _recommendation(row.recommendation),
+                    row.status,
+                    row.last_triggered_at,
+                    set(),
+                )
+    _load_sources(conn, [s for k, s in active.items() if k[1] in RED_FLAG_RULES])
+
     changes: list[Change] = []
-    new_rows: list[dict[str, Any]] = []
-    for key, finding in by_key.items():
-        athlete_id, rule_id = key
-        alert = active.get(key)
-        if alert is None:
-            until = resolved_until.get(key)
-            if until is not None and finding.observed_at <= until:
-                continue  # evidence an earlier, resolved alert already covered
-            new_rows.append(_new_alert(athlete_id, finding, now))
+    # New alerts first, in bulk: each group's earliest finding not covered by a resolved alert.
+    opening: dict[tuple[str, str], Finding] = {}
+    for key, group in groups.items():
+        if key in active:
             continue
-        current = Severity.parse(alert.severity)
-        rose = finding.severity > current
-        newer = finding.observed_at > alert.last_triggered_at
-        if not rose and not newer:
-            continue
-        values: dict[str, Any] = {"updated_at": now, "message": finding.message,
-                                  "evidence": dict(finding.evidence)}  # fmt: skip
-        if newer:
-            values["last_triggered_at"] = finding.observed_at
-        if rose:
-            values.update(
-                severity=finding.severity.label,
-                recommendation=finding.recommendation.value,
-                status="open",
-            )
-        conn.execute(update(Alert).where(Alert.id == alert.id).values(**values))
-        if rose:
-            _event(conn, alert.id, athlete_id, "raised", finding.severity, now)
-            changes.append(Change(alert.id, athlete_id, rule_id, "raised", finding.severity))
-    if new_rows:
+        until = resolved_until.get(key)
+        fresh = [f for f in group if until is None or f.observed_at > until]
+        groups[key] = fresh
+        if fresh:
+            opening[key] = fresh.pop(0)
+    if opening:
+        rows = [
+            _new_alert(athlete_id, finding, now) for (athlete_id, _), finding in opening.items()
+        ]
         ids = conn.execute(insert(Alert).returning(Alert.id, Alert.athlete_id, Alert.rule_id),
-                           new_rows).all()  # fmt: skip
-        events = []
-        for alert_id, athlete_id, rule_id in ids:
-            severity = by_key[(athlete_id, rule_id)].severity
-            events.append(_event_row(alert_id, athlete_id, "opened", severity, now))
-            changes.append(Change(alert_id, athlete_id, rule_id, "opened", severity))
-        conn.execute(insert(AlertEvent), events)
+                           rows).all()  # fmt: skip
+        opened = [(alert_id, (athlete_id, rule_id)) for alert_id, athlete_id, rule_id in ids]
+        event_ids = conn.execute(
+            insert(AlertEvent).returning(AlertEvent.id, sort_by_parameter_order=True),
+            [
+                _event_row(alert_id, key[0], "opened", opening[key].severity, now,
+                           opening[key].source)
+                for alert_id, key in opened
+            ],
+        ).scalars().all()  # fmt: skip
+        for (alert_id, key), event_id in zip(opened, event_ids, strict=True):
+            finding = opening[key]
+            changes.append(
+                Change(alert_id, key[0], key[1], "opened", finding.severity, int(event_id))
+            )
+            sources = {finding.source} if finding.source is not None else set()
+            active[key] = _State(alert_id, finding.severity, finding.recommendation, "open",
+                                 finding.observed_at, sources)  # fmt: skip
+    for key, group in groups.items():
+        state = active.get(key)
+        if state is None:
+            continue
+        for finding in group:
+            change = _update(conn, key, state, finding, now)
+            if change is not None:
+                changes.append(change)
     return changes
+
+
+def _load_sources(conn: Connection, states: Sequence[_State]) -> None:
+    """The check-ins each red-flag alert has already notified about (its events' details)."""
+    by_id = {state.id: state for state in states}
+    for chunk in _chunks(sorted(by_id), 500):
+        for alert_id, detail in conn.execute(
+            select(AlertEvent.alert_id, AlertEvent.detail).where(
+                AlertEvent.alert_id.in_(chunk), AlertEvent.detail.startswith("checkin:")
+            )
+        ):
+            by_id[alert_id].sources.add(detail)
+
+
+def _update(
+    conn: Connection, key: tuple[str, str], state: _State, finding: Finding, now: datetime
+) -> Change | None:
+    athlete_id, rule_id = key
+    repeated = (
+        rule_id in RED_FLAG_RULES
+        and finding.source is not None
+        and finding.source not in state.sources
+    )
+    rose = finding.severity > state.severity
+    stronger = finding.recommendation.rank > state.recommendation.rank
+    newer = finding.observed_at > state.last_triggered_at
+    if not (repeated or rose or stronger or newer):
+        return None
+    values: dict[str, Any] = {"updated_at": now}
+    if newer:
+        values["last_triggered_at"] = finding.observed_at
+        state.last_triggered_at = finding.observed_at
+    notify = repeated or rose or stronger
+    if notify or state.severity is Severity.INFO:
+        # What is sent (or, for information, what the digest shows) is what is stored.
+        severity = max(state.severity, finding.severity)
+        recommendation = max(state.recommendation, finding.recommendation, key=lambda r: r.rank)
+        values.update(
+            severity=severity.label,
+            recommendation=recommendation.value,
+            message=finding.message,
+            coach_message=finding.coach_message or None,
+            evidence=dict(finding.evidence),
+        )
+        state.severity, state.recommendation = severity, recommendation
+    if notify and state.status != "open":
+        values.update(status="open", reopened_at=now, escalated_at=None)
+        state.status = "open"
+    conn.execute(update(Alert).where(Alert.id == state.id).values(**values))
+    if not notify:
+        return None
+    kind = "repeated" if repeated else "raised" if rose else "stronger"
+    if finding.source is not None:
+        state.sources.add(finding.source)
+    event_id = _event(conn, state.id, athlete_id, kind, state.severity, now, finding.source)
+    return Change(state.id, athlete_id, rule_id, kind, state.severity, event_id)
 
 
 def _new_alert(athlete_id: str, finding: Finding, now: datetime) -> dict[str, Any]:
@@ -291,6 +435,7 @@ def _new_alert(athlete_id: str, finding: Finding, now: datetime) -> dict[str, An
         "last_triggered_at": finding.observed_at,
         "updated_at": now,
         "message": finding.message,
+        "coach_message": finding.coach_message or None,
         "evidence": dict(finding.evidence),
     }
 
@@ -306,16 +451,24 @@ def _event_row(
 def _event(
     conn: Connection, alert_id: int, athlete_id: str, kind: str, severity: Severity,
     at: datetime, detail: str | None = None,
-) -> None:  # fmt: skip
-    conn.execute(insert(AlertEvent), [_event_row(alert_id, athlete_id, kind, severity, at, detail)])
+) -> int:  # fmt: skip
+    row = _event_row(alert_id, athlete_id, kind, severity, at, detail)
+    return int(conn.execute(insert(AlertEvent).returning(AlertEvent.id), [row]).scalar_one())
 
 
 def resolve_quiet(conn: Connection, now: datetime, quiet: timedelta) -> int:
-    """Resolve every unresolved alert whose rule has not fired for `quiet`; returns how many."""
+    """Resolve every unresolved alert whose rule has not fired for `quiet`; returns how many.
+
+    An urgent alert never resolves itself until someone has acknowledged it (RULES.md, C).
+    """
     cutoff = now - quiet
     rows = conn.execute(
         update(Alert)
-        .where(Alert.status != "resolved", Alert.last_triggered_at <= cutoff)
+        .where(
+            Alert.status != "resolved",
+            Alert.last_triggered_at <= cutoff,
+            or_(Alert.severity != "urgent", Alert.status == "acknowledged"),
+        )
         .values(status="resolved", resolved_at=now, updated_at=now)
         .returning(Alert.id, Alert.athlete_id, Alert.severity)
     ).all()
@@ -352,7 +505,7 @@ def acknowledge(conn: Connection, alert_id: int, by: str | None, now: datetime) 
     return "acknowledged"
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

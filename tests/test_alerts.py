@@ -134,7 +134,9 @@ def test_a_locked_knee_opens_an_urgent_alert_at_ingest_without_a_sweep(
     assert "redflag.professional_signs" not in by_rule
 
 
-def test_a_repeated_red_flag_updates_the_open_alert(live: tuple[Engine, DeviceClient]) -> None:
+def test_a_repeated_red_flag_updates_the_open_alert_and_notifies_again(
+    live: tuple[Engine, DeviceClient],
+) -> None:
     engine, device = live
     first = checkin_payload(symptoms={"locking": True})
     first["body"]["effective_time_frame"]["date_time"] = "2026-11-02T08:00:00+01:00"
@@ -148,7 +150,8 @@ def test_a_repeated_red_flag_updates_the_open_alert(live: tuple[Engine, DeviceCl
         lambda: alerts(engine)[0].last_triggered_at == datetime(2026, 11, 3, 7, tzinfo=UTC), 5
     )
     assert len(alerts(engine)) == 1
-    assert [kind for _, kind in events(engine)] == ["opened"]
+    # RULES.md v2, C: a red flag re-notifies on every new check-in that fires it.
+    assert wait_until(lambda: [kind for _, kind in events(engine)] == ["opened", "repeated"], 5)
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -205,16 +208,18 @@ def test_a_long_run_spike_is_found_by_the_sweep_and_a_second_sweep_changes_nothi
 def test_pain_after_the_spike_raises_the_alert_to_rest(db: Engine) -> None:
     base_weeks(db)
     spike_at = NOW - timedelta(days=1)
-    add_run(db, spike_at, 16.5, 95)  # 16.5 / 14 = 1.18: info
+    add_run(db, spike_at, 16.5, 95)  # 16.5 / 14 = 1.18: a small spike, a warning in v2
     rules = RuleEngine(db, RulesConfig())
     rules.sweep(NOW)
-    assert {a.rule_id: a.severity for a in alerts(db)}["load.single_run_spike"] == "info"
+    spike = {a.rule_id: a for a in alerts(db)}["load.single_run_spike"]
+    assert (spike.severity, spike.recommendation) == ("warning", "reduce_load")
     add_checkin(db, spike_at + timedelta(hours=3), pain=4)
     result = rules.sweep(NOW + timedelta(hours=1))
     assert result.raised == 1
     spike = {a.rule_id: a for a in alerts(db)}["load.single_run_spike"]
     assert (spike.severity, spike.recommendation) == ("warning", "rest")
-    assert [kind for _, kind in events(db) if _ == spike.id] == ["opened", "raised"]
+    assert "pain of 4/10" in spike.message
+    assert [kind for _, kind in events(db) if _ == spike.id] == ["opened", "stronger"]
 
 
 def test_the_sweep_rechecks_recent_checkins_missed_by_a_crash(db: Engine) -> None:

@@ -143,21 +143,23 @@ def test_ewma_is_linear_in_the_loads(series: list[float], n: int, k: float) -> N
 
 
 def test_acwr_hand_computed_small_windows() -> None:
-    # acute_n = chronic_n = 3 -> λ = 0.5.
-    # chronic over [4] (acute window = last 3 days excluded): 0.5*4 = 2
-    # acute over [4, 8, 0, 2]: 2 -> 5 -> 2.5 -> 0.5*2 + 0.5*2.5 = 2.25
-    # ratio = 2.25 / 2 = 1.125
-    assert acwr([4.0, 8.0, 0.0, 2.0], acute_n=3, chronic_n=3) == pytest.approx(1.125)
+    # acute_n = chronic_n = 3 -> λ = 0.5; both start from the mean of the first 7 days, 3.5.
+    # chronic over [4] (acute window = last 3 days excluded): 0.5*4 + 0.5*3.5 = 3.75
+    # acute over [4, 8, 0, 2]: 3.75 -> 5.875 -> 2.9375 -> 0.5*2 + 0.5*2.9375 = 2.46875
+    # ratio = 2.46875 / 3.75
+    assert acwr([4.0, 8.0, 0.0, 2.0], acute_n=3, chronic_n=3) == pytest.approx(2.46875 / 3.75)
 
 
 def test_acwr_hand_computed_default_windows() -> None:
-    # 8 days: [29, 0 x 6, 8]; chronic = EWMA28 over [29] = (2/29)*29 = 2.
-    # acute (λ = 0.25): day0 7.25, then x0.75 six times = 7.25*0.75^6,
-    # day7 = 0.25*8 + 0.75*7.25*0.75^6 = 2 + 7.25*0.75^7 = 2.967758...
-    # ratio = 2.967758... / 2 = 1.483879...
+    # 8 days: [29, 0 x 6, 8]; seed s = mean of the first 7 days = 29/7.
+    # chronic = EWMA28 over [29] = (2/29)*29 + (27/29)*s = 2 + 27/7.
+    # acute (λ = 0.25): day0 7.25 + 0.75*s, then x0.75 six times,
+    # day7 = 0.25*8 + 0.75^7*(7.25 + 0.75*s).
     series = [29.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 8.0]
-    assert acwr(series) == pytest.approx((2 + 7.25 * 0.75**7) / 2)
-    assert acwr(series) == pytest.approx(1.48388, abs=1e-5)
+    seed = 29 / 7
+    expected = (2 + 0.75**7 * (7.25 + 0.75 * seed)) / (2 + 27 / 7)
+    assert acwr(series) == pytest.approx(expected)
+    assert acwr(series) == pytest.approx(0.57750, abs=1e-5)
 
 
 def test_acwr_is_uncoupled_so_an_acute_spike_does_not_raise_the_chronic_load() -> None:
@@ -200,7 +202,8 @@ def test_acwr_is_unchanged_when_all_loads_are_scaled(series: list[float], k: flo
 
 
 @given(
-    st.lists(loads, min_size=1, max_size=40).filter(lambda xs: any(x > 0 for x in xs)),
+    # At least the 7 seed days, so the seed comes from the history alone.
+    st.lists(loads, min_size=7, max_size=40).filter(lambda xs: any(x > 0 for x in xs[:7])),
     st.lists(loads, min_size=7, max_size=7),
     st.lists(loads, min_size=7, max_size=7).filter(lambda xs: any(x > 0 for x in xs)),
 )
@@ -212,9 +215,10 @@ def test_acwr_chronic_part_ignores_the_last_seven_days(
     ratio_b = acwr(history + week_b)
     assert ratio_a is not None
     assert ratio_b is not None
-    acute_b = ewma(history + week_b, 7)[-1]
+    seed = sum(history[:7]) / 7
+    acute_b = ewma(history + week_b, 7, seed)[-1]
     if ratio_a > 0:
-        acute_a = ewma(history + week_a, 7)[-1]
+        acute_a = ewma(history + week_a, 7, seed)[-1]
         assert acute_a / ratio_a == pytest.approx(acute_b / ratio_b, rel=1e-9)
     else:
         assert acute_b > 0

@@ -44,7 +44,11 @@ ANN = Recipient(
 
 
 def alert_message() -> Message:
-    text = render(spec("pain.high"), "pain 7/10 after your run of 12.0 km.")
+    text = render(
+        spec("pain.high"),
+        "pain 7/10 after your run of 12.0 km.",
+        "pain 7/10 after your run of 12.0 km.",
+    ).athlete
     return render_alert(
         alert_id=17,
         athlete_id="ann",
@@ -225,7 +229,10 @@ def test_delivers_multipart_alternative_with_alert_headers() -> None:
     assert envelope.rcpt_tos == ["ann@example.org"]
     received = inbox.only_message()
     assert received.get_content_type() == "multipart/alternative"
-    assert received["Subject"] == "[Warning] KneeGuard: rest from running — high pain after a run"
+    assert (
+        received["Subject"]
+        == "[Warning] KneeGuard: rest from running — high pain during or after a run"
+    )
     assert received["From"] == MAIL_FROM
     to = received["To"].addresses[0]
     assert (to.display_name, to.addr_spec) == ("Ann Rünner", "ann@example.org")

@@ -40,7 +40,11 @@ def alert() -> Message:
         rule_id="redflag.locked_knee",
         severity="urgent",
         recommendation="urgent_care",
-        text=render(spec("redflag.locked_knee"), "knee locking reported after your run."),
+        text=render(
+            spec("redflag.locked_knee"),
+            "knee locking reported after your run.",
+            "knee locking reported after your run.",
+        ).athlete,
         evidence={"locking": True},
         opened_at=datetime(2026, 11, 2, 7, 5, tzinfo=UTC),
     )

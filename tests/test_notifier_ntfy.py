@@ -51,7 +51,9 @@ def alert(severity: str = "warning", recommendation: str = "rest") -> Message:
         rule_id="pain.high",
         severity=severity,
         recommendation=recommendation,
-        text=render(spec("pain.high"), "pain 7/10 after your run."),
+        text=render(
+            spec("pain.high"), "pain 7/10 after your run.", "pain 7/10 after your run."
+        ).athlete,
         evidence={"pain_score": 7},
         opened_at=datetime(2026, 11, 2, 7, 5, tzinfo=UTC),
     )
@@ -68,7 +70,7 @@ def test_publishes_title_message_priority_and_tags_as_json(
     assert request.headers["content-type"].startswith("application/json")
     assert request.json() == {
         "topic": "kneeguard-ann-7f3a",
-        "title": "[Warning] KneeGuard: rest from running — high pain after a run",
+        "title": "[Warning] KneeGuard: rest from running — high pain during or after a run",
         "message": message.text,
         "priority": 4,
         "tags": ["warning", "knee", "pain.high"],

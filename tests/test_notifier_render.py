@@ -26,8 +26,10 @@ def notice(
     audience: str = "athlete",
     name: str = "Ann Runner",
     seen: str = "pain 7/10 after your run of 12.0 km.",
+    coach_seen: str = "pain 7/10 after {athlete}'s run of 12.0 km.",
     **extra: Any,
 ) -> Message:
+    texts = render(spec(rule_id), seen, coach_seen) if rule_id in CATALOG else None
     arguments: dict[str, Any] = {
         "alert_id": 42,
         "athlete_id": "ann",
@@ -35,7 +37,9 @@ def notice(
         "rule_id": rule_id,
         "severity": severity,
         "recommendation": recommendation,
-        "text": render(spec(rule_id), seen) if rule_id in CATALOG else f"Seen: {seen}",
+        "text": texts.athlete if texts else f"Seen: {seen}",
+        "coach_text": texts.coach if texts else None,
+        "athlete_email": "ann@example.org",
         "evidence": {"pain_score": 7, "ratio": 1.3456, "swelling": False},
         "opened_at": OPENED,
         "reason": reason,
@@ -51,12 +55,29 @@ def notice(
         (
             ("redflag.locked_knee", "urgent", "urgent_care"),
             {},
-            "[URGENT] KneeGuard: get your knee assessed today — locked knee",
+            "[URGENT] KneeGuard: stop running and get help today — locked knee",
+        ),
+        (
+            ("redflag.infection_signs", "urgent", "emergency"),
+            {},
+            "[URGENT] KneeGuard: go to an emergency department now — hot or swollen knee with"
+            " fever",
         ),
         (
             ("pain.high", "warning", "rest"),
             {},
-            "[Warning] KneeGuard: rest from running — high pain after a run",
+            "[Warning] KneeGuard: rest from running — high pain during or after a run",
+        ),
+        (
+            ("pain.high", "warning", "rest"),
+            {"reason": "repeated"},
+            "[Warning] KneeGuard: reported again — rest from running — high pain during or after"
+            " a run",
+        ),
+        (
+            ("load.single_run_spike", "warning", "rest"),
+            {"reason": "stronger"},
+            "[Warning] KneeGuard: new advice — rest from running — single-run distance spike",
         ),
         (
             ("pain.persistent", "warning", "professional_assessment"),
@@ -82,13 +103,13 @@ def notice(
         (
             ("redflag.locked_knee", "urgent", "urgent_care"),
             {"reason": "escalation"},
-            "[URGENT] KneeGuard: unacknowledged after 2 hours — get your knee assessed today"
+            "[URGENT] KneeGuard: unacknowledged after 2 hours — stop running and get help today"
             " — locked knee",
         ),
         (
             ("redflag.locked_knee", "urgent", "urgent_care"),
             {"reason": "escalation", "audience": "coach"},
-            "[URGENT] KneeGuard: unacknowledged after 2 hours — same-day knee assessment"
+            "[URGENT] KneeGuard: unacknowledged after 2 hours — stop running, same-day help"
             " — locked knee for Ann Runner",
         ),
     ],
@@ -103,9 +124,10 @@ def test_subject_says_severity_what_to_do_and_the_rule(
 def test_both_bodies_lead_with_the_advice_and_keep_the_alert_text(audience: str) -> None:
     message = notice(audience=audience)
     assert message.html is not None
-    for body in (message.text, message.html):
+    whose = "your" if audience == "athlete" else "Ann Runner's"
+    for body in (message.text, message.html.replace("&#39;", "'")):
         assert "Rest from running." in body
-        assert "Seen: pain 7/10 after your run of 12.0 km." in body
+        assert f"Seen: pain 7/10 after {whose} run of 12.0 km." in body
         assert "Why: Pain during or after running should stay at 5/10 or below." in body
         assert "This is not a diagnosis." in body
         assert "Alert #42" in body
@@ -126,7 +148,12 @@ def test_opened_time_is_shown_in_the_recipients_timezone() -> None:
 
 
 def test_html_escapes_the_athlete_name_and_the_alert_text() -> None:
-    message = notice(audience="coach", name="<b>Ann</b>", seen="pain <script>x</script> 7/10")
+    message = notice(
+        audience="coach",
+        name="<b>Ann</b>",
+        seen="pain <script>x</script> 7/10",
+        coach_seen="{athlete}: pain <script>x</script> 7/10",
+    )
     assert message.html is not None
     assert "<b>Ann</b>" not in message.html
     assert "&lt;b&gt;Ann&lt;/b&gt;" in message.html
@@ -148,11 +175,62 @@ def test_escalation_says_unacknowledged_after_2_hours_to_athlete_and_coach() -> 
     coach = notice(
         "redflag.locked_knee", "urgent", "urgent_care", reason="escalation", audience="coach"
     )
-    assert "has not been acknowledged 2 hours after it was opened" in athlete.text
+    assert "has not been acknowledged 2 hours after it was sent" in athlete.text
     assert "letting your coach know" in athlete.text
-    assert "has not been acknowledged 2 hours after it was opened" in coach.text
+    assert "has not been acknowledged 2 hours after it was sent" in coach.text
     assert "Please get in touch with Ann Runner." in coach.text
     assert coach.html is not None and "Please get in touch with Ann Runner." in coach.html
+
+
+@pytest.mark.parametrize(
+    ("hours", "said"), [(3.0, "3 hours"), (1.0, "1 hour"), (0.5, "30 minutes"), (1.5, "1.5 hours")]
+)
+def test_escalation_states_the_configured_period(hours: float, said: str) -> None:
+    for audience in ("athlete", "coach"):
+        message = notice(
+            "redflag.locked_knee",
+            "urgent",
+            "urgent_care",
+            reason="escalation",
+            audience=audience,
+            escalation_hours=hours,
+        )
+        assert f"unacknowledged after {said} —" in message.subject
+        assert f"has not been acknowledged {said} after it was sent" in message.text
+        assert "2 hours" not in message.text
+
+
+def test_coach_notices_speak_of_the_athlete_by_name_with_contact() -> None:
+    finding_texts = render(
+        spec("redflag.locked_knee"),
+        "Your check-in reports locking.",
+        "{athlete}'s check-in reports locking.",
+    )
+    coach = notice(
+        "redflag.locked_knee",
+        "urgent",
+        "urgent_care",
+        audience="coach",
+        text=finding_texts.athlete,
+        coach_text=finding_texts.coach,
+    )
+    assert "Seen: Ann Runner's check-in reports locking." in coach.text
+    assert "Your check-in" not in coach.text
+    assert "Ann Runner should stop running and get help today" in coach.text
+    assert "Contact Ann Runner: ann@example.org" in coach.text
+    assert coach.html is not None and "ann@example.org" in coach.html
+    athlete = notice(
+        "redflag.locked_knee", "urgent", "urgent_care", text=finding_texts.athlete,
+        coach_text=finding_texts.coach,
+    )  # fmt: skip
+    assert "Seen: Your check-in reports locking." in athlete.text
+    assert "ann@example.org" not in athlete.text
+
+
+def test_stronger_and_repeated_alerts_say_why_they_come_again() -> None:
+    assert "advice of an open KneeGuard alert" in notice(reason="stronger").text
+    assert "reports this again" in notice(reason="repeated").text
+    assert "Ann Runner has reported this again" in notice(reason="repeated", audience="coach").text
 
 
 def test_raised_alert_says_its_severity_rose() -> None:
@@ -177,7 +255,11 @@ def test_data_and_tags_carry_the_alert_for_inapp_and_webhooks() -> None:
         "recommendation": "urgent_care",
         "reason": "escalation",
         "title": "Locked knee",
-        "text": render(spec("redflag.locked_knee"), "pain 7/10 after your run of 12.0 km."),
+        "text": render(
+            spec("redflag.locked_knee"),
+            "pain 7/10 after your run of 12.0 km.",
+            "pain 7/10 after {athlete}'s run of 12.0 km.",
+        ).athlete,
         "opened_at": "2026-11-02T07:05:00+00:00",
     }
     assert message.tags == ("urgent", "knee", "redflag.locked_knee")

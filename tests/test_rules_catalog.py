@@ -23,9 +23,11 @@ from rules.model import Recommendation, Severity
 # Transcribed from shared/RULES.md, sections A and B, in its order:
 # rule id → (section, default severity, default recommendation, weak evidence).
 EXPECTED: dict[str, tuple[str, Severity, Recommendation, bool]] = {
-    "redflag.locked_knee": ("A", Severity.URGENT, Recommendation.URGENT_CARE, False),
-    "redflag.infection_signs": ("A", Severity.URGENT, Recommendation.URGENT_CARE, False),
+    "redflag.infection_signs": ("A", Severity.URGENT, Recommendation.EMERGENCY, False),
     "redflag.acute_injury": ("A", Severity.URGENT, Recommendation.URGENT_CARE, False),
+    "redflag.locked_knee": ("A", Severity.URGENT, Recommendation.URGENT_CARE, False),
+    "redflag.cannot_bear_weight": ("A", Severity.URGENT, Recommendation.URGENT_CARE, False),
+    "redflag.severe_pain": ("A", Severity.URGENT, Recommendation.URGENT_CARE, False),
     "redflag.professional_signs": (
         "A",
         Severity.WARNING,
@@ -36,12 +38,14 @@ EXPECTED: dict[str, tuple[str, Severity, Recommendation, bool]] = {
     "pain.not_settled": ("B", Severity.WARNING, Recommendation.REDUCE_LOAD, False),
     "pain.rising": ("B", Severity.WARNING, Recommendation.REDUCE_LOAD, False),
     "pain.persistent": ("B", Severity.WARNING, Recommendation.PROFESSIONAL_ASSESSMENT, False),
-    "load.single_run_spike": ("B", Severity.INFO, Recommendation.REDUCE_LOAD, False),
+    "load.single_run_spike": ("B", Severity.WARNING, Recommendation.REDUCE_LOAD, False),
+    "load.return_after_break": ("B", Severity.INFO, Recommendation.MONITOR, True),
     "load.weekly_ramp": ("B", Severity.INFO, Recommendation.MONITOR, True),
     "load.acwr": ("B", Severity.INFO, Recommendation.MONITOR, True),
     "load.monotony": ("B", Severity.INFO, Recommendation.MONITOR, True),
     "form.cadence_drop": ("B", Severity.INFO, Recommendation.PROFESSIONAL_ASSESSMENT, True),
     "ostrc.substantial": ("B", Severity.WARNING, Recommendation.REDUCE_LOAD, False),
+    "engagement.quiet": ("B", Severity.INFO, Recommendation.MONITOR, True),
 }
 
 
@@ -70,7 +74,14 @@ def test_catalog_entry_matches_rules_md(rule_id: str) -> None:
 
 def test_weak_evidence_rules_are_info_and_never_recommend_rest() -> None:
     expected = {rule_id for rule_id, row in EXPECTED.items() if row[3]}
-    assert expected == {"load.weekly_ramp", "load.acwr", "load.monotony", "form.cadence_drop"}
+    assert expected == {
+        "load.weekly_ramp",
+        "load.acwr",
+        "load.monotony",
+        "form.cadence_drop",
+        "load.return_after_break",
+        "engagement.quiet",
+    }
     assert expected == WEAK_EVIDENCE_RULES
     for rule_id in WEAK_EVIDENCE_RULES:
         assert CATALOG[rule_id].recommendation is not Recommendation.REST
@@ -113,13 +124,20 @@ def test_defaults_are_the_thresholds_of_rules_md() -> None:
     rules = RulesConfig().rules
     assert rules.pain.high.max_post_run_pain == 5
     assert rules.pain.not_settled.min_pain == 3
-    assert (rules.pain.rising.min_rise_points, rules.pain.rising.min_checkins_per_week) == (1.0, 3)
+    assert rules.pain.not_settled.baseline_days == 7
+    assert rules.redflag.severe_pain.min_pain == 8
+    rising = rules.pain.rising
+    assert (rising.min_rise_points, rising.min_scored_days_per_week) == (1.0, 3)
     persistent = rules.pain.persistent
-    assert (persistent.min_pain, persistent.min_days, persistent.window_days) == (3, 10, 14)
-    assert persistent.min_checkins == 10
+    assert (persistent.min_pain, persistent.min_scored_days, persistent.window_days) == (3, 5, 14)
+    assert (persistent.min_span_days, persistent.painful_fraction) == (10, 0.8)
     spike = rules.load.single_run_spike
-    assert (spike.info_ratio, spike.warning_ratio) == (1.10, 1.30)
+    assert (spike.ratio, spike.moderate_ratio, spike.large_ratio) == (1.10, 1.30, 2.00)
     assert (spike.window_days, spike.min_history_days, spike.lookback_days) == (30, 30, 7)
+    assert spike.min_extrapolation_days == 14
+    assert rules.load.return_after_break.break_days == 21
+    assert rules.load.acwr.seed_days == 7
+    assert rules.engagement.quiet.quiet_days == 7
     assert (spike.pain_upgrade_score, spike.pain_upgrade_hours) == (3, 24.0)
     assert (rules.load.weekly_ramp.ratio, rules.load.weekly_ramp.min_earlier_week_km) == (1.3, 10)
     acwr = rules.load.acwr
@@ -184,8 +202,8 @@ def test_toml_overrides_one_value_and_keeps_every_other_default(tmp_path: Path) 
     path = _write(
         tmp_path,
         '[rules."load.single_run_spike"]\n'
-        "info_ratio = 1.2\n"
-        "warning_ratio = 1.5\n"
+        "ratio = 1.2\n"
+        "moderate_ratio = 1.5\n"
         "[rules.load.acwr]\n"
         "enabled = false\n"
         "[rules.pain.high]\n"
@@ -194,8 +212,8 @@ def test_toml_overrides_one_value_and_keeps_every_other_default(tmp_path: Path) 
         "escalation_hours = 1\n",
     )
     config = load_rules_config(path)
-    assert config.rules.load.single_run_spike.info_ratio == 1.2
-    assert config.rules.load.single_run_spike.warning_ratio == 1.5
+    assert config.rules.load.single_run_spike.ratio == 1.2
+    assert config.rules.load.single_run_spike.moderate_ratio == 1.5
     assert config.rules.load.single_run_spike.window_days == 30
     assert not config.is_enabled("load.acwr")
     assert config.rules.load.acwr.ratio == 1.5
@@ -251,8 +269,8 @@ def test_a_value_of_the_wrong_type_is_not_coerced(tmp_path: Path) -> None:
 
 
 def test_inconsistent_values_are_rejected(tmp_path: Path) -> None:
-    path = _write(tmp_path, "[rules.load.single_run_spike]\nwarning_ratio = 1.05\n")
-    with pytest.raises(RulesConfigError, match=r"rules\.load\.single_run_spike.*warning_ratio"):
+    path = _write(tmp_path, "[rules.load.single_run_spike]\nmoderate_ratio = 1.05\n")
+    with pytest.raises(RulesConfigError, match=r"rules\.load\.single_run_spike.*moderate_ratio"):
         load_rules_config(path)
     path = _write(tmp_path, "[rules.load.acwr]\nacute_days = 28\n", "b.toml")
     with pytest.raises(RulesConfigError, match="acute_days"):

@@ -77,7 +77,12 @@ class Service:
             batch_size=self.settings.ingest_batch_size,
         )
         self.transports = build_transports(self.settings, self.connection.publish_confirmed)
-        self.outbox = Outbox(self.engine, self.transports, self.clock)
+        self.outbox = Outbox(
+            self.engine,
+            self.transports,
+            self.clock,
+            escalation_hours=self.rules_config.lifecycle.escalation_hours,
+        )
         self.worker = OutboxWorker(self.outbox)
         self.rules = RuleEngine(
             self.engine,
@@ -125,7 +130,12 @@ class Service:
         self.rules.checkins_stored([item.id for item in stored], self.clock())
 
     def _write_deliveries(self, conn: Connection, changes: Sequence[Change], now: datetime) -> None:
-        enqueue_alerts(conn, [(c.alert_id, c.kind) for c in changes], now, tuple(self.transports))
+        enqueue_alerts(
+            conn,
+            [(c.alert_id, c.kind, c.event_id) for c in changes],
+            now,
+            tuple(self.transports),
+        )
 
     def _alerts_changed(self, changes: Sequence[Change]) -> None:
         # An urgent alert goes out now, not at the next poll.
