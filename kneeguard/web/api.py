@@ -185,6 +185,9 @@ SYMPTOMS = (
     "night_pain",
     "fever",
     "trauma",
+    "redness_warmth",
+    "numbness",
+    "stopped_run",
 )
 
 
