@@ -19,9 +19,8 @@ from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.model import Recommendation
 from rules.store import Change, acknowledge
-from tests.support import DeviceClient, checkin_payload, wait_until
 from tests.test_alerts import NOW, add_checkin, add_run, alerts, base_weeks, events, live
-from tests.test_ingest import CHECKIN_TOPIC, register
+from testsupport import CHECKIN_TOPIC, DeviceClient, checkin_payload, register, wait_until
 
 __all__ = ["live"]  # the fixture, shared with tests.test_alerts
 
