@@ -359,7 +359,7 @@ def test_digest_send_now_emails_the_coach(engine: Engine, db_url: str, smtp: Smt
     (email,) = smtp.to("cora@example.com")
     assert "digest" in email["Subject"].lower()
     text = email.get_body(("plain",)).get_content()
-    assert "Ann" in text and "High pain after a run" in text
+    assert "Ann" in text and "High pain during or after a run" in text
     assert email.get_body(("html",)) is not None
     again = kneeguard(db_url, "digest", "send", "--coach", "cora", KNEEGUARD_SMTP_URL=smtp.url)
     assert again.returncode == 0 and "no digest due" in again.stdout
