@@ -78,6 +78,10 @@ class Topics:
     def alerts(self, athlete_id: str) -> str:
         return f"{self.prefix}/{athlete_id}/alerts"
 
+    def service_status(self) -> str:
+        """The service's retained `online` / `offline` (birth message and last will)."""
+        return f"{self.prefix}/service/status"
+
     def inbound(self, athlete_id: str, device_id: str, kind: Kind) -> str:
         return f"{self.prefix}/{athlete_id}/{device_id}/{kind.value}"
 

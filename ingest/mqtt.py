@@ -159,6 +159,7 @@ class MqttConnection:
         *,
         clock: Callable[[], Any] = utcnow,
         max_inflight: int = 0,
+        status_topic: str | None = None,
     ) -> None:
         self.address = address
         self._subscriptions = list(subscriptions)
@@ -185,6 +186,11 @@ class MqttConnection:
         # outstanding message on each PUBACK to find queued ones to send; under a burst that scan
         # was half of the network thread's time in the ingest profile.
         client.max_inflight_messages_set(max_inflight)
+        # Birth and last will: a retained `online` once subscribed, `offline` when the broker
+        # loses the connection (the will) or the service stops cleanly.
+        self._status_topic = status_topic
+        if status_topic is not None:
+            client.will_set(status_topic, b"offline", qos=1, retain=True)
         if address.username is not None:
             client.username_pw_set(address.username, address.password)
         if address.tls:
@@ -212,6 +218,10 @@ class MqttConnection:
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Wait for outgoing acks to leave, then disconnect cleanly."""
+        if self._status_topic is not None and self.ready.is_set():
+            info = self._client.publish(self._status_topic, b"offline", qos=1, retain=True)
+            with self._publish_lock:
+                self._last_publish = info
         with self._publish_lock:
             last = self._last_publish
         if last is not None and last.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -307,6 +317,8 @@ class MqttConnection:
                 ", ".join(self._subscriptions),
             )
             self.ready.set()
+            if self._status_topic is not None:
+                client.publish(self._status_topic, b"online", qos=1, retain=True)
         except Exception:
             log.exception("error while handling the broker's SUBACK")
 

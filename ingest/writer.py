@@ -13,6 +13,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -214,6 +215,15 @@ class Writer:
     _thread: threading.Thread | None = None
     _abort: threading.Event = field(default_factory=threading.Event)
     committed: int = 0
+    # Called after each batch is answered, with its outcomes and the seconds it took (metrics).
+    on_batch: Callable[[Sequence[Outcome], float], None] = lambda outcomes, seconds: None
+    # monotonic() since which the thread has held a batch it has not answered yet, else None:
+    # how long the writer is stuck (a database away, a hang), for the readiness check.
+    busy_since: float | None = None
+
+    def queue_depth(self) -> int:
+        """Messages handed over and not yet taken into a batch."""
+        return self._queue.qsize()
 
     def submit(self, message: Inbound) -> None:
         """Hand a message over; never blocks (called on the network thread)."""
@@ -270,6 +280,14 @@ class Writer:
         no other path caught rejects each message of the batch on its own (dead letter, then
         ack), so no message is left unacknowledged to come back on every reconnect.
         """
+        started = time.monotonic()
+        self.busy_since = started
+        try:
+            return self._handle_batch(batch, started)
+        finally:
+            self.busy_since = None
+
+    def _handle_batch(self, batch: list[Inbound], started: float) -> bool:
         try:
             outcomes = self._store_with_retry(batch)
         except Exception as exc:
@@ -282,6 +300,10 @@ class Writer:
         if outcomes is None:
             return False
         self._answer(outcomes)
+        try:
+            self.on_batch(outcomes, time.monotonic() - started)
+        except Exception:
+            log.exception("could not record the metrics of a batch")
         return True
 
     def _store_with_retry(self, batch: list[Inbound]) -> list[Outcome] | None:

@@ -201,9 +201,15 @@ class OutboxWorker:
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    # monotonic() since which the current run has been going, else None (readiness check).
+    busy_since: float | None = None
+    runs: int = 0
 
     def wake(self) -> None:
         self._wake.set()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
@@ -218,10 +224,14 @@ class OutboxWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            self.busy_since = time.monotonic()
             try:
                 self.outbox.run_once()
             except Exception:
                 log.exception("outbox run failed; trying again shortly")
+            finally:
+                self.busy_since = None
+                self.runs += 1
             self._wake.wait(self.poll_seconds)
 
 

@@ -213,6 +213,7 @@ def test_logs_never_show_secrets_or_payloads(registered: str, broker: Mosquitto)
 
 
 def test_run_refuses_an_uninitialised_database(tmp_path: Path, broker: Mosquitto) -> None:
+    (tmp_path / "fresh.db").touch()  # an empty file: a database without tables
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     with service(url, broker.url) as proc:
         code = proc.wait(30)

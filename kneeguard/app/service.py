@@ -27,6 +27,8 @@ from kneeguard.app.delivery import build_transports
 from kneeguard.app.events import Events
 from kneeguard.clock import Clock, utcnow
 from kneeguard.importing import ActivityImport
+from kneeguard.app.health import Readiness
+from kneeguard.app.metrics import Metrics
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox, OutboxWorker
@@ -68,6 +70,7 @@ class Service:
             self.settings.mqtt_client_id,
             self.topics.subscriptions(self.settings.mqtt_shared_group),
             sink=self._submit,
+            status_topic=self.topics.service_status(),
         )
         self.writer = Writer(
             self.engine,
@@ -76,6 +79,9 @@ class Service:
             on_stored=self.events.dispatch,
             batch_size=self.settings.ingest_batch_size,
         )
+        self.metrics = Metrics(self.engine, self.writer.queue_depth)
+        self.writer.on_batch = self.metrics.batch_answered
+        self.readiness = Readiness(self)
         self.transports = build_transports(self.settings, self.connection.publish_confirmed)
         self.outbox = Outbox(
             self.engine,
@@ -121,9 +127,13 @@ class Service:
 
         self.outbox.links = NoticeLinksFromDb(ctx.links, self.engine)
         self.prompt_sender = PromptSender(self.engine, ctx.links, self.transports)
+        # The operators' endpoints (kneeguard.web.ops) report on this service.
+        ctx.extra["readiness"] = self.readiness.reasons
+        ctx.extra["metrics"] = self.metrics.registry
         return WebServer(ctx, self.settings.web_bind)
 
     def _submit(self, message: Inbound) -> None:
+        self.metrics.message_received(message.topic)
         self.writer.submit(message)
 
     def _checkins_stored(self, stored: Sequence[Stored]) -> None:
@@ -210,7 +220,8 @@ class Service:
 
     def sweep(self) -> None:
         try:
-            result = self.rules.sweep(self.clock())
+            with self.metrics.sweep_seconds.time():
+                result = self.rules.sweep(self.clock())
             log.info("%s", result.summary())
         except Exception:
             log.exception("rule sweep failed; it runs again at the next interval")
