@@ -25,10 +25,10 @@ from ingest.writer import Stored, Writer
 from kneeguard.admin.retention import purge
 from kneeguard.app.delivery import build_transports
 from kneeguard.app.events import Events
-from kneeguard.clock import Clock, utcnow
-from kneeguard.importing import ActivityImport
 from kneeguard.app.health import Readiness
 from kneeguard.app.metrics import Metrics
+from kneeguard.clock import Clock, utcnow
+from kneeguard.importing import ActivityImport
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox, OutboxWorker
