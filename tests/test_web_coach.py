@@ -279,3 +279,19 @@ def test_the_link_and_token_commands(web_sqlite: WebApp, sqlite_url: str) -> Non
                  ("coach", "token", "--id", "zz")):  # fmt: skip
         result = kneeguard(url, *args, **env)
         assert result.returncode == 2 and "unknown" in result.stderr
+
+
+def test_forged_sessions_and_forms_without_csrf_get_nothing(web_sqlite: WebApp) -> None:
+    from kneeguard.web.security import Signer
+
+    with web_sqlite.client() as client:
+        client.get("/coach/sign-in")
+        refused = client.post("/coach/sign-in", data={"email": "one@club.test"})
+        assert refused.status_code == 403
+    assert not wait_until(lambda: bool(web_sqlite.smtp.to("one@club.test")), 1)
+    forged = Signer("another-key-that-is-long-enough-0123456789").sign("session", {"c": "c1"})
+    wrong_purpose = Signer(SECRET).sign("checkin", {"c": "c1"})
+    for cookie in (forged, wrong_purpose, "garbage"):
+        with web_sqlite.client(cookies={"kg_session": cookie}) as client:
+            assert client.get("/coach").status_code == 303
+            assert client.get("/coach/athletes/a1").status_code == 303

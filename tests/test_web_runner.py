@@ -343,3 +343,29 @@ def test_the_ntfy_acknowledge_action_acknowledges(web_sqlite: WebApp) -> None:
     assert reply.status_code == 200 and reply.json()["status"] == "acknowledged"
     assert alert_of(web_sqlite, "a1").status == "acknowledged"
     assert httpx.post(hook + "x", timeout=10).status_code == 410
+
+
+def test_a_runner_uploads_an_activity_file_once(web_sqlite: WebApp) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from db.models import Run
+    from testsupport.fitfiles import Leg, fit_bytes
+
+    data = fit_bytes([Leg(start=datetime.now(UTC) - timedelta(hours=3), distance_m=7000.0)])
+    path = path_of(checkin_link(web_sqlite)) + "/upload"
+    with web_sqlite.client() as client:
+        page = client.get(path)
+        csrf = {"csrf_token": hidden(page.text, "csrf_token")}
+        first = client.post(path, data=csrf, files={"file": ("morning.fit", data)})
+        again = client.post(path, data=csrf, files={"file": ("morning.fit", data)})
+        junk = client.post(path, data=csrf, files={"file": ("notes.gpx", b"<gpx>not really")})
+        empty = client.post(path, data=csrf)
+        forged = client.post(path, files={"file": ("morning.fit", data)})
+    assert first.status_code == 200 and "imported" in first.text and "7.00 km" in first.text
+    assert again.status_code == 200 and "already imported" in again.text
+    assert junk.status_code == 400 and "could not be imported" in junk.text
+    assert empty.status_code == 400 and "Please choose" in empty.text
+    assert forged.status_code == 403
+    with web_sqlite.engine.connect() as conn:
+        runs = conn.execute(select(Run.athlete_id, Run.distance_m)).all()
+    assert [tuple(row) for row in runs] == [("a1", 7000.0)]

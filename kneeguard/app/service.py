@@ -121,6 +121,7 @@ class Service:
             self.events.dispatch,
             self.clock,
             mailer=email.send if email is not None else None,
+            upload=self.imports.upload,
         )
         from kneeguard.web.links import NoticeLinksFromDb
         from kneeguard.web.prompts import PromptSender

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
@@ -20,7 +20,11 @@ from kneeguard.web.links import Links
 from kneeguard.web.security import Signer
 from notifier.base import Message, Recipient
 
+if TYPE_CHECKING:
+    from ingest.files.importer import FileOutcome
+
 Mailer = Callable[[Recipient, Message], None]
+Upload = Callable[[str, str, bytes], "FileOutcome"]
 
 
 @dataclass
@@ -54,6 +58,7 @@ class WebContext:
     signer: Signer
     checkins: WebCheckins
     mailer: Mailer | None = None
+    upload: Upload | None = None
     clock: Clock = utcnow
     sign_in_per_email: RateLimit = field(default_factory=lambda: RateLimit(3, 900))
     sign_in_per_client: RateLimit = field(default_factory=lambda: RateLimit(20, 900))

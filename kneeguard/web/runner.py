@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid as uuidlib
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Connection, and_, select
+from starlette.concurrency import run_in_threadpool
 
 from db.models import Alert, Athlete, Checkin, Run
 from kneeguard.web.app import check_csrf, context_of, render
@@ -217,6 +219,53 @@ async def checkin_submit(request: Request, token: str) -> Response:
     if result.status == "rejected":
         return _form_page(request, token, athlete, state, result.errors, values, 400)
     return RedirectResponse(f"/r/{token}/thanks", status_code=303)
+
+
+@router.get("/r/{token}/upload")
+def upload_form(request: Request, token: str) -> Response:
+    ctx = context_of(request)
+    with ctx.engine.connect() as conn:
+        athlete, _, _ = _checkin_link(ctx, conn, token)
+    return render(request, "upload.html", title="Upload a run", token=token, athlete=athlete)
+
+
+@router.post("/r/{token}/upload", dependencies=[Depends(check_csrf)])
+async def upload_file(request: Request, token: str) -> Response:
+    """One FIT, GPX or TCX file, stored through the same import as `kneeguard import`."""
+    from ingest.files.source import MAX_FILE_BYTES
+
+    ctx = context_of(request)
+    with ctx.engine.connect() as conn:
+        athlete, _, _ = _checkin_link(ctx, conn, token)
+    form = await request.form()
+    sent = form.get("file")
+    error: str | None = None
+    lines: list[str] = []
+    if ctx.upload is None:
+        raise HTTPException(503, "Uploads are not available on this server.")
+    if sent is None or isinstance(sent, str) or not sent.filename:
+        error = "Please choose a FIT, GPX or TCX file."
+    else:
+        data = await sent.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            error = f"The file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB."
+        elif not data:
+            error = "The file is empty."
+        else:
+            outcome = await run_in_threadpool(ctx.upload, athlete.id, sent.filename, data)
+            lines = [outcome.line(ZoneInfo(athlete.timezone))]
+            if outcome.refused:
+                error = "This file could not be imported."
+    return render(
+        request,
+        "upload.html",
+        400 if error else 200,
+        title="Upload a run",
+        token=token,
+        athlete=athlete,
+        error=error,
+        lines=lines,
+    )
 
 
 @router.get("/r/{token}/thanks")

@@ -20,7 +20,7 @@ from ingest.writer import Stored
 from kneeguard.settings import Settings
 from kneeguard.web.app import create_app
 from kneeguard.web.checkin import WebCheckins
-from kneeguard.web.context import Mailer, WebContext
+from kneeguard.web.context import Mailer, Upload, WebContext
 from kneeguard.web.security import Signer, load_secret_key
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,11 @@ def build_context(
     on_stored: Callable[[Sequence[Stored]], None],
     clock: Callable[[], datetime],
     mailer: Mailer | None = None,
+    upload: Upload | None = None,
 ) -> WebContext:
     signer = Signer(load_secret_key(settings, engine, clock()))
     checkins = WebCheckins(engine, Topics(settings.topic_prefix), on_stored)
-    return WebContext(settings, engine, signer, checkins, mailer=mailer, clock=clock)
+    return WebContext(settings, engine, signer, checkins, mailer=mailer, upload=upload, clock=clock)
 
 
 class WebServer:
