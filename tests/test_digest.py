@@ -306,7 +306,9 @@ def test_alerts_are_grouped_by_severity_with_the_first_line_of_the_message(
     assert "Locked knee" in content.html and "#b00020" in content.html
     assert "Your knee locked during or after a run." in text
     assert "Second line stays out." not in everything(content)
-    assert "Bo Local: High pain during or after a run, rest, opened 2026-11-17 (acknowledged)" in text
+    assert (
+        "Bo Local: High pain during or after a run, rest, opened 2026-11-17 (acknowledged)" in text
+    )
     # Opened in [Nov 19 07:00, Nov 20 07:00): the since-resolved ACWR alert only.
     assert [a["rule_id"] for a in content.data["opened_in_period"]] == ["load.acwr"]
     assert "load.weekly_ramp" not in everything(content)
