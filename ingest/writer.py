@@ -8,24 +8,19 @@ answered `duplicate`, because rows are keyed on (athlete, `header.uuid`).
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import psycopg
-from psycopg.types.json import Json
-from sqlalchemy import JSON, Connection, Engine, Table, insert, select, tuple_
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Connection, Engine, Table, insert, select, tuple_
 
 from contract.topics import DeviceTopic, Kind, Topics
+from db.bulk import insert_new, is_unavailable
 from db.models import Checkin, DeadLetter, Device, Run
-from db.types import UTCDateTime, sqlite_datetime_text
 from ingest.messages import (
     Inbound,
     Invalid,
@@ -43,110 +38,6 @@ log = logging.getLogger(__name__)
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 CHECKINS: Table = Checkin.__table__  # type: ignore[assignment]
 DEAD_LETTERS: Table = DeadLetter.__table__  # type: ignore[assignment]
-
-
-def _insert_new_postgresql(
-    conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> dict[tuple[str, str], int]:
-    """PostgreSQL: COPY the batch into a temporary table, then one INSERT .. SELECT.
-
-    The temporary table lives as long as the database connection and is emptied at every commit;
-    creating it is part of the batch's transaction, so a rolled-back batch leaves nothing behind.
-    COPY sends the rows as one stream that psycopg formats in C, where a pipelined prepared
-    INSERT (the previous way) cost a result set per row: measured on a batch of 500 runs, about
-    half the CPU per row (bench/ingest.py, docs/BENCHMARKS.md).
-    """
-    columns = list(rows[0])
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    names = ", ".join(columns)
-    staging = f"kneeguard_incoming_{table.name}"
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "  # noqa: S608
-            f"SELECT {names} FROM {table.name} WITH NO DATA"
-        )
-        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            if json_columns:
-                for row in rows:
-                    copy.write_row([Json(row[c]) if c in json_columns else row[c] for c in columns])
-            else:
-                for row in rows:
-                    copy.write_row(list(row.values()))
-        cursor.execute(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "  # noqa: S608
-            "ON CONFLICT (athlete_id, uuid) DO NOTHING RETURNING athlete_id, uuid, id"
-        )
-        # Rows staged earlier in the same transaction are conflicts by now, so they are neither
-        # inserted twice nor returned again.
-        return {(athlete, uuid): row_id for athlete, uuid, row_id in cursor.fetchall()}
-
-
-def _sqlite_params(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
-    """The rows as SQLAlchemy would bind them on SQLite: times as UTC text, JSON as text."""
-    times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
-    documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    params = []
-    for row in rows:
-        values = list(row.values())
-        for i in times:
-            values[i] = sqlite_datetime_text(values[i])
-        for i in documents:
-            if values[i] is not None:
-                values[i] = json.dumps(values[i])
-        params.append(values)
-    return params
-
-
-def _insert_new_sqlite(
-    conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> dict[tuple[str, str], int]:
-    """SQLite: one `executemany` on the driver with values already in their stored form.
-
-    SQLAlchemy's bulk INSERT .. RETURNING ran every value through its type processors one call
-    at a time; in the ingest profile that was a quarter of the writer's CPU. sqlite3's
-    `executemany` cannot return rows, but the rows it inserted are the newest ones: the
-    transaction holds SQLite's write lock from its first insert, and a new row's id is larger
-    than every id in the table.
-    """
-    columns = list(rows[0])
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - model names
-        f"VALUES ({', '.join(['?'] * len(columns))}) ON CONFLICT (athlete_id, uuid) DO NOTHING"
-    )
-    params = _sqlite_params(table, columns, rows)
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
-    try:
-        cursor.executemany(sql, params)
-        count = cursor.rowcount
-        if count <= 0:
-            return {}
-        cursor.execute(
-            f"SELECT athlete_id, uuid, id FROM {table.name} ORDER BY id DESC LIMIT ?",  # noqa: S608
-            (count,),
-        )
-        return {(athlete, uuid): row_id for athlete, uuid, row_id in cursor.fetchall()}
-    finally:
-        cursor.close()
-
-
-def insert_new(
-    conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> dict[tuple[str, str], int]:
-    """Insert rows whose (athlete, uuid) is new; return (athlete, uuid) -> id of the rows
-    actually inserted.
-
-    The one way runs and check-ins are stored, whichever door they came in by (MQTT, files).
-    """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return _insert_new_postgresql(conn, table, rows)
-    if dialect == "sqlite":
-        return _insert_new_sqlite(conn, table, rows)
-    raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover
 
 
 class Broker(Protocol):
@@ -181,23 +72,6 @@ class Outcome:
 
 
 StoredListener = Callable[[Sequence[Stored]], None]
-
-
-# The bulk inserts talk to the drivers directly, so their errors arrive unwrapped.
-_DRIVER_UNAVAILABLE = (
-    sqlite3.OperationalError,
-    sqlite3.InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-)
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    """True when the database could not be reached or used just now (down, cut off, locked), as
-    opposed to refusing this data; the first is retried, the second dead-lettered."""
-    if isinstance(exc, (OperationalError, InterfaceError, *_DRIVER_UNAVAILABLE)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @dataclass
@@ -313,7 +187,7 @@ class Writer:
             try:
                 outcomes = self.store_batch(batch)
             except Exception as exc:
-                if not _is_unavailable(exc):
+                if not is_unavailable(exc):
                     return self._store_one_by_one(batch)
                 if not failing:
                     log.error(
@@ -337,7 +211,7 @@ class Writer:
             try:
                 outcomes.extend(self.store_batch([message]))
             except Exception as exc:
-                if _is_unavailable(exc):
+                if is_unavailable(exc):
                     single = self._store_with_retry([message])
                     if single is None:
                         return None

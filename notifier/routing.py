@@ -19,8 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from db.bulk import insert_or_skip
 from db.models import Alert, AlertEvent, Athlete, Coach, Delivery
 from notifier.base import CHANNELS
 
@@ -197,8 +197,7 @@ def insert_deliveries(conn: Connection, values: list[dict[str, Any]]) -> list[in
     """Insert outbox rows, skipping any whose dedup_key exists; returns the new ids."""
     if not values:
         return []
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(Delivery).on_conflict_do_nothing(index_elements=["dedup_key"])
+    stmt = insert_or_skip(conn, Delivery, "dedup_key")
     return [row[0] for row in conn.execute(stmt.returning(Delivery.id), values)]
 
 

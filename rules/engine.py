@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, exists, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from contract.topics import Topics
+from db.bulk import insert_or_skip
 from db.models import Checkin, Device, Prompt, Run
 from rules.config import RulesConfig
 from rules.evaluate import evaluate_checkin, evaluate_history, history_days_needed
@@ -193,14 +193,10 @@ class RuleEngine:
             ).all()
             if not due:
                 return 0
-            dialect = conn.dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             claimed = {
                 row.run_id
                 for row in conn.execute(
-                    insert(Prompt)
-                    .on_conflict_do_nothing(index_elements=["run_id"])
-                    .returning(Prompt.run_id),
+                    insert_or_skip(conn, Prompt, "run_id").returning(Prompt.run_id),
                     [{"run_id": r.id, "athlete_id": r.athlete_id, "sent_at": now} for r in due],
                 )
             }

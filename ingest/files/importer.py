@@ -2,7 +2,7 @@
 
 Each run read from a file is written as the run payload of the public contract and goes through
 `ingest.messages.decode`, the function every MQTT run goes through (wire model, bounds, unit
-conversion), then into the `runs` table with `ingest.writer.insert_new`. Its uuid is fixed by the
+conversion), then into the `runs` table with `db.bulk.insert_new`. Its uuid is fixed by the
 file: uuid5 of the SHA-256 of the file's (uncompressed) content and the run's index in the file,
 so importing a file again is "already imported". A run the athlete already has from another door
 (a device over MQTT, another file of the same run) — start within `SAME_START`, distance within
@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Connection, Engine, Table, and_, select, update
 
 from contract.topics import Kind, Topics
+from db.bulk import insert_new
 from db.models import Athlete, Run
 from ingest.files.fit import read_fit
 from ingest.files.gpx import read_gpx
@@ -37,7 +38,7 @@ from ingest.files.model import ActivityRun, FileRefusedError, NotARunError
 from ingest.files.source import Format, content_of, is_activity_name, read_file
 from ingest.files.tcx import read_tcx
 from ingest.messages import Inbound, Invalid, decode
-from ingest.writer import Stored, insert_new
+from ingest.writer import Stored
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 

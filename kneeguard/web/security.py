@@ -17,8 +17,8 @@ from typing import Any, Final
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from db.bulk import insert_or_skip
 from db.models import AthleteLink, WebSecret
 from kneeguard.settings import Settings
 
@@ -63,11 +63,10 @@ def load_secret_key(settings: Settings, engine: Engine, now: datetime) -> str:
 def stored_secret(conn: Connection, name: str, now: datetime) -> str:
     """The named secret from the database; the first caller creates it, every replica reads the
     same one (the insert does nothing when another got there first)."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(WebSecret)
-        .values(name=name, value=secrets.token_urlsafe(48), created_at=now)
-        .on_conflict_do_nothing(index_elements=["name"])
+        insert_or_skip(conn, WebSecret, "name").values(
+            name=name, value=secrets.token_urlsafe(48), created_at=now
+        )
     )
     return conn.execute(select(WebSecret.value).where(WebSecret.name == name)).scalar_one()
 
@@ -122,11 +121,10 @@ def link_generation(conn: Connection, athlete_id: str) -> int:
 
 def revoke_links(conn: Connection, athlete_id: str, now: datetime) -> int:
     """End every link issued to the athlete so far; returns the new generation."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(AthleteLink)
-        .values(athlete_id=athlete_id, generation=0, revoked_at=None)
-        .on_conflict_do_nothing(index_elements=["athlete_id"])
+        insert_or_skip(conn, AthleteLink, "athlete_id").values(
+            athlete_id=athlete_id, generation=0, revoked_at=None
+        )
     )
     conn.execute(
         update(AthleteLink)

@@ -15,8 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from db.bulk import insert_or_skip
 from db.models import Coach, Digest
 from notifier.digest.content import build_digest
 from notifier.digest.periods import WEEK_DAYS, local_instant, period_ending, require_aware
@@ -127,9 +127,8 @@ def _send_one(
     with engine.begin() as conn:
         # The claim is the transaction's first statement: on SQLite it takes the write lock
         # before anything is read, so a second writer waits instead of failing on a stale read.
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         digest_id = conn.execute(
-            insert(Digest)
+            insert_or_skip(conn, Digest, "coach_id", "period_end")
             .values(
                 coach_id=coach.id,
                 period=cadence,
@@ -141,7 +140,6 @@ def _send_one(
                 html="",
                 data={},
             )
-            .on_conflict_do_nothing(index_elements=["coach_id", "period_end"])
             .returning(Digest.id)
         ).scalar_one_or_none()
         if digest_id is None:
