@@ -43,6 +43,9 @@ class Inbound:
     mid: int
     qos: int
     received_at: datetime
+    # The broker's retain flag: a retained copy comes back on every subscribe, even after the
+    # athlete was erased, so it is never stored (DESIGN.md, version 2).
+    retain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,9 @@ def describe_errors(errors: tuple[WireError, ...]) -> str:
     return "; ".join(f"{e.loc}: {e.msg}" if e.loc else e.msg for e in errors)
 
 
+RETAINED = "retained publishes are not stored; publish with the retain flag off"
+
+
 def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
     """Parse the topic, validate the payload and convert it to the stored units.
 
@@ -96,6 +102,12 @@ def decode(topics: Topics, message: Inbound) -> Valid | Invalid:
         return Invalid(None, None, (WireError("topic", str(exc)),))
     except Exception as exc:
         return Invalid(None, None, (unprocessable(exc),))
+    if message.retain:
+        return Invalid(
+            device,
+            readable_uuid(message.payload),
+            (WireError("retain", RETAINED),),
+        )
     try:
         return _decode_payload(device, message)
     except Exception as exc:

@@ -173,6 +173,8 @@ class MqttConnection:
         self._pending_suback: int | None = None
         self._last_publish: mqtt.MQTTMessageInfo | None = None
         self._publish_lock = threading.Lock()
+        # Topics whose retained message this connection cleared, and how many echoes are due.
+        self._cleared: dict[str, int] = {}
         client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -211,6 +213,13 @@ class MqttConnection:
         log.info("connecting to broker %s", self.address.describe())
         self._client.connect_async(self.address.host, self.address.port, keepalive=30)
         self._client.loop_start()
+
+    def resubscribe(self) -> None:
+        """SUBSCRIBE again to the same filters: nothing is lost (the subscriptions are replaced,
+        not removed), and the broker re-sends any retained message on them, which
+        `_on_message` rejects and clears. Shared subscriptions get no retained messages."""
+        if self.ready.is_set():
+            self._client.subscribe([(topic, 1) for topic in self._subscriptions])
 
     def stop_receiving(self) -> None:
         """Take no more messages: anything arriving now stays unacknowledged for redelivery."""
@@ -334,12 +343,43 @@ class MqttConnection:
         if reason_code.is_failure and self.fatal_error is None:
             log.warning("lost the broker connection (%s); reconnecting with backoff", reason_code)
 
+    def _clear_retained(self, client: mqtt.Client, topic: str) -> None:
+        with self._publish_lock:
+            self._cleared[topic] = self._cleared.get(topic, 0) + 1
+            if len(self._cleared) > 10_000:
+                self._cleared.clear()
+        client.publish(topic, b"", qos=1, retain=True)
+        log.warning("cleared a retained message on %s", topic[:200])
+
+    def _take_cleared(self, topic: str) -> bool:
+        """Whether an empty message on `topic` is the echo of our own clearing publish."""
+        with self._publish_lock:
+            count = self._cleared.get(topic, 0)
+            if count <= 0:
+                return False
+            if count == 1:
+                del self._cleared[topic]
+            else:
+                self._cleared[topic] = count - 1
+            return True
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             if not self._receiving.is_set():
                 return
             topic = msg.topic if isinstance(msg.topic, str) else ""
-            self._sink(Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._clock()))
+            payload = bytes(msg.payload)
+            if msg.retain and payload:
+                # A device's retained message: rejected by decode, and cleared here, or the
+                # broker would hand it out again on every subscribe (an empty retained publish
+                # deletes it). Its empty echo is dropped below.
+                self._clear_retained(client, topic)
+            elif not payload and not msg.retain and self._take_cleared(topic):
+                self.ack(msg.mid, msg.qos)
+                return
+            self._sink(
+                Inbound(topic, payload, msg.mid, msg.qos, self._clock(), retain=bool(msg.retain))
+            )
         except UnicodeDecodeError:
             # A topic that is not UTF-8 cannot name a device; acknowledge and drop it.
             log.warning("dropped a message whose topic is not valid UTF-8")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from kneeguard.web.server import WebServer
 
 log = logging.getLogger(__name__)
+
+RESUBSCRIBE_SECONDS = 300.0
 
 
 class ServiceError(RuntimeError):
@@ -274,7 +277,13 @@ class Service:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         self.start()
+        resubscribe_at = time.monotonic() + RESUBSCRIBE_SECONDS
         while not self.stop_requested.wait(0.5):
+            if self.ingests and time.monotonic() >= resubscribe_at:
+                # A device's live retained publish reaches us unflagged; its retained copy is
+                # re-sent (flagged) on a SUBSCRIBE, and then rejected and cleared.
+                resubscribe_at = time.monotonic() + RESUBSCRIBE_SECONDS
+                self.connection.resubscribe()
             if self.web is not None and self.web.failed:
                 self.stop()
                 raise ServiceError(f"the web app could not serve on {self.settings.web_bind}")
