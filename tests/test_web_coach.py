@@ -295,3 +295,20 @@ def test_forged_sessions_and_forms_without_csrf_get_nothing(web_sqlite: WebApp) 
         with web_sqlite.client(cookies={"kg_session": cookie}) as client:
             assert client.get("/coach").status_code == 303
             assert client.get("/coach/athletes/a1").status_code == 303
+
+
+def test_the_alerts_page_filters_by_status_severity_and_athlete(web_sqlite: WebApp) -> None:
+    submit(web_sqlite, "a1", "3", "locking")  # urgent for Ann
+    submit(web_sqlite, "a2", "2", "swelling")  # a warning for Bo
+    with web_sqlite.client() as client:
+        sign_in(web_sqlite, client)
+        everything = client.get("/coach/alerts").text
+        urgent = client.get("/coach/alerts", params={"severity": "urgent"}).text
+        bo = client.get("/coach/alerts", params={"athlete": "a2"}).text
+        resolved = client.get("/coach/alerts", params={"status": "resolved"}).text
+        odd = client.get("/coach/alerts", params={"status": "bogus", "severity": "<b>"})
+    assert everything.index("Ann Runner") < everything.index("Bo Runner")  # urgent first
+    assert 'href="/coach/athletes/a1"' in urgent and 'href="/coach/athletes/a2"' not in urgent
+    assert 'href="/coach/athletes/a2"' in bo and 'href="/coach/athletes/a1"' not in bo
+    assert "No alerts match." in resolved
+    assert odd.status_code == 200 and "<b>" not in odd.text
