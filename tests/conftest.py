@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite and PostgreSQL databases, a real mosquitto per test; and the one
+"""Shared fixtures: real SQLite and PostgreSQL databases, a real mosquitto per test, the small club
+registered (`db`) and with the ingest running (`live`); and the one
 hypothesis profile, loaded here so the same settings apply whichever tests are collected."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from sqlalchemy import Engine, text
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Base
-from testsupport import Mosquitto, missing
+from kneeguard.app.service import Service
+from kneeguard.settings import Settings
+from testsupport import DeviceClient, Mosquitto, device_client, missing, register
 
 settings.register_profile("kneeguard", max_examples=60, deadline=None)
 settings.load_profile("kneeguard")
@@ -89,3 +92,20 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     mosq.start()
     yield mosq
     mosq.stop()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    register(engine)
+    return engine
+
+
+@pytest.fixture
+def live(db: Engine, db_url: str, broker: Mosquitto) -> Iterator[tuple[Engine, DeviceClient]]:
+    settings = Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None)
+    service = Service(settings, db, only="ingest")
+    service.start()
+    assert service.connection.ready.wait(10)
+    with device_client(broker.port) as device:
+        yield db, device
+    service.stop()

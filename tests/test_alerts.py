@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid as uuidlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, select
 
-from db.models import Alert, AlertEvent, Checkin, Prompt, Run
+from db.models import Prompt, Run
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from rules.config import RulesConfig
@@ -25,93 +24,12 @@ from testsupport import (
     DeviceClient,
     Mosquitto,
     checkin_payload,
-    device_client,
     kneeguard,
-    register,
     wait_until,
 )
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-def add_run(engine: Engine, start: datetime, km: float, minutes: float = 50, **extra: Any) -> int:
-    row = {
-        "uuid": str(uuidlib.uuid4()),
-        "athlete_id": "ann",
-        "device_id": "watch",
-        "start_time": start,
-        "end_time": start + timedelta(minutes=minutes),
-        "distance_m": km * 1000,
-        "duration_s": minutes * 60,
-        "source_created_at": start,
-        "received_at": start,
-        **extra,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(Run).returning(Run.id), [row]).scalar_one())
-
-
-def add_checkin(
-    engine: Engine, at: datetime, pain: int, context: str = "post_run", **extra: Any
-) -> int:
-    row = {
-        "uuid": str(uuidlib.uuid4()),
-        "athlete_id": "ann",
-        "device_id": "watch",
-        "recorded_at": at,
-        "context": context,
-        "pain_score": pain,
-        "pain_sites": [],
-        "source_created_at": at,
-        "received_at": at,
-        **extra,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(Checkin).returning(Checkin.id), [row]).scalar_one())
-
-
-def alerts(engine: Engine) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(Alert).order_by(Alert.id)))
-
-
-def events(engine: Engine) -> list[tuple[int, str]]:
-    with engine.connect() as conn:
-        return [
-            (r.alert_id, r.kind) for r in conn.execute(select(AlertEvent).order_by(AlertEvent.id))
-        ]
-
-
-@pytest.fixture
-def db(engine: Engine) -> Engine:
-    register(engine)
-    return engine
-
-
-def base_weeks(engine: Engine, weeks: int = 6) -> None:
-    """Six steady weeks: 8 km on Mon/Wed/Fri and a 14 km long run on Sunday."""
-    start = NOW - timedelta(weeks=weeks)
-    for day in range(weeks * 7):
-        when = (start + timedelta(days=day)).replace(hour=7)
-        weekday = when.weekday()
-        if weekday in (0, 2, 4):
-            add_run(engine, when, 8, 45)
-        elif weekday == 6:
-            add_run(engine, when, 14, 80)
-
+from testsupport.club import NOW, add_checkin, add_run, alerts, base_weeks, events
 
 # --- red flags at ingest ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def live(db: Engine, db_url: str, broker: Mosquitto) -> Iterator[tuple[Engine, DeviceClient]]:
-    settings = Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None)
-    service = Service(settings, db, only="ingest")
-    service.start()
-    assert service.connection.ready.wait(10)
-    with device_client(broker.port) as device:
-        yield db, device
-    service.stop()
 
 
 def test_a_locked_knee_opens_an_urgent_alert_at_ingest_without_a_sweep(

@@ -4,10 +4,9 @@ and properties that must hold for any history."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,114 +15,28 @@ from hypothesis import strategies as st
 
 from rules import metrics
 from rules.catalog import CATALOG, WEAK_EVIDENCE_RULES
-from rules.config import RulesConfig
 from rules.evaluate import evaluate_checkin, evaluate_history, history_days_needed
 from rules.model import (
     AthleteHistory,
     CheckinFact,
-    Finding,
     PainSite,
     Recommendation,
     RunFact,
     Severity,
 )
-from rules.text import NOT_A_DIAGNOSIS, RECOMMENDATION_TEXT
-
-DEFAULTS = RulesConfig()
-# A Monday evening; most scenarios live in UTC so that "day n" is plain arithmetic.
-NOW = datetime(2025, 6, 30, 20, 0, tzinfo=UTC)
-
-_ids = itertools.count(1)
-
-
-def day(days_ago: int, hour: int = 7, minute: int = 0) -> datetime:
-    """An instant `days_ago` UTC days before NOW's day, at the given time."""
-    return datetime.combine(
-        NOW.date() - timedelta(days=days_ago), datetime.min.time(), UTC
-    ).replace(hour=hour, minute=minute)
-
-
-def run(
-    start: datetime,
-    km: float,
-    *,
-    minutes: float | None = None,
-    rpe: float | None = None,
-    cadence: float | None = None,
-    uuid: str | None = None,
-) -> RunFact:
-    n = next(_ids)
-    return RunFact(
-        id=n,
-        uuid=uuid or f"run-{n}",
-        start=start.astimezone(UTC),
-        distance_m=km * 1000.0,
-        duration_s=(minutes if minutes is not None else km * 6.0) * 60.0,
-        rpe=rpe,
-        cadence_spm=cadence,
-    )
-
-
-def checkin(at: datetime, pain: int, context: str = "daily", /, **fields: Any) -> CheckinFact:
-    n = next(_ids)
-    return CheckinFact(
-        id=n,
-        uuid=f"checkin-{n}",
-        recorded_at=at.astimezone(UTC),
-        context=context,
-        pain_score=pain,
-        **fields,
-    )
-
-
-def history(
-    runs: Iterable[RunFact] = (), checkins: Iterable[CheckinFact] = (), tz: str = "UTC"
-) -> AthleteHistory:
-    return AthleteHistory(athlete_id="ann", timezone=tz, runs=list(runs), checkins=list(checkins))
-
-
-def config(**overrides: dict[str, Any]) -> RulesConfig:
-    """Defaults with some rule tables overridden, e.g. config(**{"pain.high": {...}})."""
-    return RulesConfig.model_validate({"rules": overrides})
-
-
-def by_rule(findings: Sequence[Finding]) -> dict[str, Finding]:
-    result = {f.rule_id: f for f in findings}
-    assert len(result) == len(findings), "two findings with the same rule id"
-    return result
-
-
-def fires(
-    rule_id: str, h: AthleteHistory, now: datetime = NOW, cfg: RulesConfig = DEFAULTS
-) -> Finding:
-    found = by_rule(evaluate_history(h, now, cfg))
-    assert rule_id in found, f"{rule_id} did not fire; fired: {sorted(found)}"
-    return found[rule_id]
-
-
-def silent(
-    rule_id: str, h: AthleteHistory, now: datetime = NOW, cfg: RulesConfig = DEFAULTS
-) -> None:
-    found = by_rule(evaluate_history(h, now, cfg))
-    assert rule_id not in found, found.get(rule_id)
-
-
-def assert_well_formed(finding: Finding) -> None:
-    spec = CATALOG[finding.rule_id]
-    lines = finding.message.split("\n")
-    assert lines[0].startswith("Seen: ")
-    assert lines[1] == f"What to do: {RECOMMENDATION_TEXT[finding.recommendation]}" or lines[
-        1
-    ].startswith(f"What to do: {RECOMMENDATION_TEXT[finding.recommendation]} ")
-    assert lines[2] == f"Why: {spec.why} Source: {spec.source}."
-    assert lines[-1] == NOT_A_DIAGNOSIS
-    assert "you have" not in finding.message.lower()
-    if spec.weak_evidence:
-        assert finding.recommendation is not Recommendation.REST
-        assert finding.severity is Severity.INFO
-
-
-# --- Section A: red flags and pain.high ------------------------------------------------------
+from testsupport.facts import (
+    DEFAULTS,
+    NOW,
+    assert_well_formed,
+    by_rule,
+    checkin,
+    config,
+    day,
+    fires,
+    history,
+    run,
+    silent,
+)
 
 
 def test_locked_knee_is_urgent_care_and_silent_without_locking() -> None:

@@ -19,20 +19,12 @@ from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.model import Recommendation
 from rules.store import Change, acknowledge
-from tests.test_alerts import NOW, add_checkin, add_run, alerts, base_weeks, events, live
-from testsupport import CHECKIN_TOPIC, DeviceClient, checkin_payload, register, wait_until
-
-__all__ = ["live"]  # the fixture, shared with tests.test_alerts
+from testsupport import CHECKIN_TOPIC, DeviceClient, checkin_payload, wait_until
+from testsupport.club import NOW, add_checkin, add_run, alerts, base_weeks, events
 
 
 def _enqueue(conn: Connection, changes: Sequence[Change], now: datetime) -> None:
     enqueue_alerts(conn, [(c.alert_id, c.kind, c.event_id) for c in changes], now, ("email",))
-
-
-@pytest.fixture
-def db(engine: Engine) -> Engine:
-    register(engine)
-    return engine
 
 
 def rules_with_outbox(engine: Engine, config: RulesConfig | None = None) -> RuleEngine:

@@ -25,7 +25,7 @@ from rules.model import (
     Severity,
 )
 from rules.text import NOT_A_DIAGNOSIS
-from tests.test_rules_evaluate import (
+from testsupport.facts import (
     DEFAULTS,
     NOW,
     by_rule,

@@ -1,17 +1,18 @@
 """A small club and its messages: the coach Cora, her athlete Ann and Ann's watch, the topics
-Ann's watch publishes on, payload builders, and an alert row for delivery tests."""
+Ann's watch publishes on, payload builders, and Ann's runs, check-ins and alerts written
+straight to the database for the rules, alert and delivery tests."""
 
 from __future__ import annotations
 
 import uuid as uuidlib
 from copy import deepcopy
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
 from db.engine import session_factory
-from db.models import Alert
+from db.models import Alert, AlertEvent, Checkin, Run
 from kneeguard.admin.registry import Registry
 
 PREFIX = "kneeguard/v1"
@@ -116,3 +117,69 @@ def checkin_payload(**body: Any) -> dict[str, Any]:
     payload["header"]["uuid"] = new_uuid()
     payload["body"].update(body)
     return payload
+
+
+# --- rows written straight to the database (rules and alert tests) ---------------------------
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+"""The instant the alert tests are set at."""
+
+
+def add_run(engine: Engine, start: datetime, km: float, minutes: float = 50, **extra: Any) -> int:
+    row = {
+        "uuid": str(uuidlib.uuid4()),
+        "athlete_id": "ann",
+        "device_id": "watch",
+        "start_time": start,
+        "end_time": start + timedelta(minutes=minutes),
+        "distance_m": km * 1000,
+        "duration_s": minutes * 60,
+        "source_created_at": start,
+        "received_at": start,
+        **extra,
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(Run).returning(Run.id), [row]).scalar_one())
+
+
+def add_checkin(
+    engine: Engine, at: datetime, pain: int, context: str = "post_run", **extra: Any
+) -> int:
+    row = {
+        "uuid": str(uuidlib.uuid4()),
+        "athlete_id": "ann",
+        "device_id": "watch",
+        "recorded_at": at,
+        "context": context,
+        "pain_score": pain,
+        "pain_sites": [],
+        "source_created_at": at,
+        "received_at": at,
+        **extra,
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(Checkin).returning(Checkin.id), [row]).scalar_one())
+
+
+def alerts(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Alert).order_by(Alert.id)))
+
+
+def events(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [
+            (r.alert_id, r.kind) for r in conn.execute(select(AlertEvent).order_by(AlertEvent.id))
+        ]
+
+
+def base_weeks(engine: Engine, weeks: int = 6) -> None:
+    """Six steady weeks: 8 km on Mon/Wed/Fri and a 14 km long run on Sunday."""
+    start = NOW - timedelta(weeks=weeks)
+    for day in range(weeks * 7):
+        when = (start + timedelta(days=day)).replace(hour=7)
+        weekday = when.weekday()
+        if weekday in (0, 2, 4):
+            add_run(engine, when, 8, 45)
+        elif weekday == 6:
+            add_run(engine, when, 14, 80)
