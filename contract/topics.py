@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -58,9 +59,12 @@ class Topics:
 
     prefix: str
 
-    def subscriptions(self, shared_group: str | None = None) -> list[str]:
-        """Topic filters the ingest subscribes to (optionally as an MQTT shared subscription)."""
-        filters = [f"{self.prefix}/+/+/{kind.value}" for kind in Kind]
+    def subscriptions(
+        self, shared_group: str | None = None, kinds: Iterable[Kind] = tuple(Kind)
+    ) -> list[str]:
+        """Topic filters the ingest subscribes to for `kinds` (by default every kind), optionally
+        as an MQTT shared subscription."""
+        filters = [f"{self.prefix}/+/+/{kind.value}" for kind in kinds]
         if shared_group:
             return [f"$share/{shared_group}/{f}" for f in filters]
         return filters

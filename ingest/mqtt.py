@@ -160,9 +160,14 @@ class MqttConnection:
         clock: Callable[[], Any] = utcnow,
         max_inflight: int = 0,
         status_topic: str | None = None,
+        unsubscribe: Sequence[str] = (),
     ) -> None:
         self.address = address
         self._subscriptions = list(subscriptions)
+        # Filters this session no longer uses: a persistent session keeps its subscriptions, so
+        # one that used to take more kinds would go on receiving them after a configuration
+        # change (docs/OPERATIONS.md, the check-in session).
+        self._unsubscribe = [f for f in unsubscribe if f not in self._subscriptions]
         self._sink = sink
         self._clock = clock
         self._receiving = threading.Event()
@@ -291,6 +296,8 @@ class MqttConnection:
                 log.error("subscribing failed: %s", mqtt.error_string(result))
                 return
             self._pending_suback = mid
+            if self._unsubscribe:
+                client.unsubscribe(self._unsubscribe)
             log.debug("connected (session present: %s)", flags.session_present)
         except Exception:
             log.exception("error while handling the broker's CONNACK")

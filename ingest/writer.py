@@ -85,6 +85,7 @@ class Writer:
     batch_size: int = 500
     retry_initial: float = 0.5
     retry_max: float = 30.0
+    name: str = "ingest-writer"
     _queue: queue.SimpleQueue[Inbound | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _abort: threading.Event = field(default_factory=threading.Event)
@@ -104,7 +105,7 @@ class Writer:
         self._queue.put(message)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 
     def is_alive(self) -> bool:

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default="mqtt://localhost:1883",
         description="Broker URL: mqtt:// or mqtts:// (TLS), user and password in the URL.",
     )
+    mqtt_checkin_url: str | None = Field(
+        default=None,
+        description="Broker URL of the check-in session, with a broker user of its own; unset: "
+        "check-ins share the run session and queue behind runs.",
+    )
     mqtt_client_id: str = Field(
         default="kneeguard-ingest",
         description="Fixed MQTT client id, so the broker keeps the persistent session.",
@@ -138,6 +143,11 @@ class Settings(BaseSettings):
     @classmethod
     def _prefix_has_no_wildcards(cls, value: str) -> str:
         return clean_prefix(value)
+
+    @field_validator("mqtt_checkin_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("mqtt_client_id")
     @classmethod

@@ -36,6 +36,7 @@ from kneeguard.admin.credentials import (
     verify_password,
 )
 from testsupport import (
+    CHECKIN_USER,
     ROOT,
     SERVICE_PASSWORD,
     SERVICE_USER,
@@ -243,7 +244,7 @@ def test_device_add_prints_working_credentials_once_and_revoke_removes_them(
 
     # Stored only as a hash, in a file other users cannot read; the ACL equals the registry.
     entries = read_password_entries(confined.password_file)
-    assert set(entries) == {SERVICE_USER, "ann.watch-1", "bob.watch-1"}
+    assert set(entries) == {SERVICE_USER, CHECKIN_USER, "ann.watch-1", "bob.watch-1"}
     assert verify_password(password, entries["ann.watch-1"])
     assert password not in confined.password_file.read_text()
     assert stat.S_IMODE(confined.password_file.stat().st_mode) & 0o007 == 0
@@ -264,7 +265,11 @@ def test_device_add_prints_working_credentials_once_and_revoke_removes_them(
         assert "revoked" in revoked.stdout
         assert wait_until(lambda: refused(confined.port, username, password), 5, 0.05)
         assert wait_until(lambda: not connected.client.is_connected(), 5)
-    assert set(read_password_entries(confined.password_file)) == {SERVICE_USER, "bob.watch-1"}
+    assert set(read_password_entries(confined.password_file)) == {
+        SERVICE_USER,
+        CHECKIN_USER,
+        "bob.watch-1",
+    }
     assert "ann.watch-1" not in confined.acl_file.read_text()
     assert accepted(confined.port, "bob.watch-1", bob_password)
 

@@ -19,6 +19,7 @@ from testsupport.club import (
     run_payload,
 )
 from testsupport.servers import (
+    CHECKIN_USER,
     DEPLOY_CONF,
     IN_CI,
     ROOT,
@@ -45,6 +46,7 @@ from testsupport.tcpproxy import TcpProxy
 __all__ = [
     "CHECKIN_TEMPLATE",
     "CHECKIN_TOPIC",
+    "CHECKIN_USER",
     "DEPLOY_CONF",
     "IN_CI",
     "PREFIX",

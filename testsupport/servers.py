@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 SERVICE_USER = "kneeguard"
 SERVICE_PASSWORD = "service-secret-7f3a"
+# The check-in session's user (deploy/mosquitto/acl), with the service's password as init-auth.sh
+# gives it.
+CHECKIN_USER = "kneeguard-checkin"
 TEST_USER = "tester"
 TEST_PASSWORD = "tester-secret-91c2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -98,16 +101,23 @@ def deploy_config(
 class Mosquitto:
     """A mosquitto process running the deploy config on a free port, plus a `tester` superuser,
     and without the binding of client ids to user names (see `deploy_config`): many test clients
-    share the `tester` user, and tests run several services under the service account."""
+    share the `tester` user, and tests run several services under the service account.
+    `bind_client_ids=True` keeps the shipped binding."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
     acl_extra: str = ""
     process: subprocess.Popen[bytes] | None = None
+    bind_client_ids: bool = False
 
     @property
     def url(self) -> str:
         return f"mqtt://{SERVICE_USER}:{SERVICE_PASSWORD}@127.0.0.1:{self.port}"
+
+    @property
+    def checkin_url(self) -> str:
+        """KNEEGUARD_MQTT_CHECKIN_URL: the check-in session's own user."""
+        return f"mqtt://{CHECKIN_USER}:{SERVICE_PASSWORD}@127.0.0.1:{self.port}"
 
     @property
     def password_file(self) -> Path:
@@ -124,13 +134,21 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.password_file.unlink(missing_ok=True)
         self.password_file.touch()
-        for user, password in ((SERVICE_USER, SERVICE_PASSWORD), (TEST_USER, TEST_PASSWORD)):
+        for user, password in (
+            (SERVICE_USER, SERVICE_PASSWORD),
+            (CHECKIN_USER, SERVICE_PASSWORD),
+            (TEST_USER, TEST_PASSWORD),
+        ):
             self.add_user(user, password)
         acl = (ROOT / "deploy" / "mosquitto" / "acl").read_text()
         acl += f"\nuser {TEST_USER}\ntopic readwrite #\n{self.acl_extra}\n"
         self.acl_file.write_text(acl)
         conf = deploy_config(
-            self.port, self.workdir, self.password_file, self.acl_file, bind_client_ids=False
+            self.port,
+            self.workdir,
+            self.password_file,
+            self.acl_file,
+            bind_client_ids=self.bind_client_ids,
         )
         (self.workdir / "mosquitto.conf").write_text(conf)
 
@@ -178,7 +196,7 @@ class Mosquitto:
 
 @dataclass
 class DeployMosquitto(Mosquitto):
-    """The deploy config as shipped: only the service account, the deploy ACL unchanged (no
+    """The deploy config as shipped: only the service accounts, the deploy ACL unchanged (no
     `tester` superuser), a pid file for SIGHUP reloads, and optionally the shipped TLS listener
     (deploy/mosquitto/tls.conf) on a second port with the given certificate and key."""
 
@@ -197,6 +215,7 @@ class DeployMosquitto(Mosquitto):
         self.password_file.unlink(missing_ok=True)
         self.password_file.touch(mode=0o600)
         self.add_user(SERVICE_USER, SERVICE_PASSWORD)
+        self.add_user(CHECKIN_USER, SERVICE_PASSWORD)  # as init-auth.sh does
         shutil.copyfile(ROOT / "deploy" / "mosquitto" / "acl", self.acl_file)
         extra = ""
         if self.tls_port is not None:

@@ -1,9 +1,10 @@
 """Is the running service ready? The answer behind `/readyz` and `kneeguard health`.
 
 Ready means every part this process runs is working now: the database answers; the broker
-session is up and subscribed (when it ingests); the ingest writer's thread is alive and not
-stuck on one batch; the outbox worker's thread is alive and not stuck on one run (when it
-delivers). Each failure is given as a short reason, safe to show (no credentials).
+sessions (runs, and check-ins when they have their own) are up and subscribed (when it
+ingests); each ingest writer's thread is alive and not stuck on one batch; the outbox worker's
+thread is alive and not stuck on one run (when it delivers). Each failure is given as a short
+reason, safe to show (no credentials).
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ class Readiness:
         service = self.service
         now = time.monotonic()
         if service.ingests:
-            if not service.connection.ready.is_set():
-                found.append("broker session not connected and subscribed")
-            if not service.writer.is_alive():
-                found.append("ingest writer thread is not running")
-            else:
-                busy = service.writer.busy_since
-                if busy is not None and now - busy > self.writer_stall:
-                    found.append(f"ingest writer stuck on one batch for {now - busy:.0f} s")
+            for connection in service.connections:
+                if not connection.ready.is_set():
+                    session = "check-in " if connection is service.checkin_connection else ""
+                    found.append(f"broker {session}session not connected and subscribed")
+            for writer in service.writers:
+                if not writer.is_alive():
+                    found.append(f"{writer.name} thread is not running")
+                else:
+                    busy = writer.busy_since
+                    if busy is not None and now - busy > self.writer_stall:
+                        found.append(f"{writer.name} stuck on one batch for {now - busy:.0f} s")
         if service.scheduler is not None:
             worker = service.worker
             if not worker.is_alive():

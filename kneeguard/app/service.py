@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine
 
-from contract.topics import Topics
+from contract.topics import Kind, Topics
 from ingest.messages import Inbound
-from ingest.mqtt import BrokerAddress, MqttConnection
+from ingest.mqtt import BrokerAddress, BrokerConfigError, MqttConnection
 from ingest.writer import Stored, Writer
 from kneeguard.admin.retention import purge
 from kneeguard.app.delivery import build_transports
@@ -51,6 +51,14 @@ class ServiceError(RuntimeError):
     """The service cannot run; the message says why and is safe to show."""
 
 
+def broker_address(setting: str, url: str) -> BrokerAddress:
+    """`url` parsed; a `BrokerConfigError` that names the setting when it cannot be used."""
+    try:
+        return BrokerAddress.from_url(url)
+    except BrokerConfigError as exc:
+        raise BrokerConfigError(f"{setting}: {exc}") from None
+
+
 @dataclass
 class Service:
     """Ingest, rules and their schedule, wired together."""
@@ -67,13 +75,31 @@ class Service:
 
     def __post_init__(self) -> None:
         self.topics = Topics(self.settings.topic_prefix)
-        address = BrokerAddress.from_url(self.settings.mqtt_url)
+        address = broker_address("KNEEGUARD_MQTT_URL", self.settings.mqtt_url)
+        checkin_address = None
+        if self.settings.mqtt_checkin_url is not None:
+            checkin_address = broker_address(
+                "KNEEGUARD_MQTT_CHECKIN_URL", self.settings.mqtt_checkin_url
+            )
+            if checkin_address.username is not None and (
+                checkin_address.username == address.username
+            ):
+                raise BrokerConfigError(
+                    "KNEEGUARD_MQTT_CHECKIN_URL: needs a broker user of its own, not the user of "
+                    "KNEEGUARD_MQTT_URL (the broker names each session after its user, so two "
+                    "sessions under one user would take each other's place)"
+                )
+        group = self.settings.mqtt_shared_group
+        # The run lane: with a check-in session of its own it takes runs only, so that a backlog
+        # of runs queued at the broker for this session never holds up a check-in.
+        run_kinds = (Kind.RUN,) if checkin_address is not None else tuple(Kind)
         self.connection = MqttConnection(
             address,
             self.settings.mqtt_client_id,
-            self.topics.subscriptions(self.settings.mqtt_shared_group),
+            self.topics.subscriptions(group, run_kinds),
             sink=self._submit,
             status_topic=self.topics.service_status(),
+            unsubscribe=self.topics.subscriptions(group),
         )
         self.writer = Writer(
             self.engine,
@@ -82,10 +108,35 @@ class Service:
             on_stored=self.events.dispatch,
             batch_size=self.settings.ingest_batch_size,
         )
-        self.metrics = Metrics(self.engine, self.writer.queue_depth)
-        self.writer.on_batch = self.metrics.batch_answered
+        # The check-in lane: its own broker session (so its own queue and in-flight window at
+        # the broker), its own writer thread and batches.
+        self.checkin_connection: MqttConnection | None = None
+        self.checkin_writer: Writer | None = None
+        if checkin_address is not None:
+            self.checkin_connection = MqttConnection(
+                checkin_address,
+                f"{self.settings.mqtt_client_id}-checkin",
+                self.topics.subscriptions(group, (Kind.CHECKIN,)),
+                sink=self._submit_checkin,
+            )
+            self.checkin_writer = Writer(
+                self.engine,
+                self.topics,
+                self.checkin_connection,
+                on_stored=self.events.dispatch,
+                batch_size=self.settings.ingest_batch_size,
+                name="checkin-writer",
+            )
+        self.metrics = Metrics(
+            self.engine, lambda: sum(writer.queue_depth() for writer in self.writers)
+        )
+        for writer in self.writers:
+            writer.on_batch = self.metrics.batch_answered
         self.readiness = Readiness(self)
-        self.transports = build_transports(self.settings, self.connection.publish_confirmed)
+        # In-app alerts go out on the check-in session when there is one: the PUBACK the
+        # delivery waits for then does not queue behind a burst of runs on the same socket.
+        alerts = self.checkin_connection or self.connection
+        self.transports = build_transports(self.settings, alerts.publish_confirmed)
         self.outbox = Outbox(
             self.engine,
             self.transports,
@@ -139,6 +190,32 @@ class Service:
     def _submit(self, message: Inbound) -> None:
         self.metrics.message_received(message.topic)
         self.writer.submit(message)
+
+    def _submit_checkin(self, message: Inbound) -> None:
+        assert self.checkin_writer is not None
+        self.metrics.message_received(message.topic)
+        self.checkin_writer.submit(message)
+
+    @property
+    def connections(self) -> list[MqttConnection]:
+        """The broker sessions: runs (and check-ins, without a check-in session), check-ins."""
+        return [c for c in (self.connection, self.checkin_connection) if c is not None]
+
+    @property
+    def writers(self) -> list[Writer]:
+        return [w for w in (self.writer, self.checkin_writer) if w is not None]
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once every broker session is connected and subscribed (within `timeout`)."""
+        deadline = time.monotonic() + timeout
+        return all(c.ready.wait(max(0.0, deadline - time.monotonic())) for c in self.connections)
+
+    def broker_failure(self) -> str | None:
+        """Why a broker session gave up for good (refused credentials or subscriptions)."""
+        for connection in self.connections:
+            if connection.failed.is_set():
+                return connection.fatal_error or "broker connection failed"
+        return None
 
     def _checkins_stored(self, stored: Sequence[Stored]) -> None:
         self.rules.checkins_stored([item.id for item in stored], self.clock())
@@ -248,8 +325,15 @@ class Service:
 
     def start(self) -> None:
         if self.ingests:
-            self.writer.start()
-            self.connection.start()
+            if self.checkin_connection is None:
+                log.warning(
+                    "KNEEGUARD_MQTT_CHECKIN_URL is not set: check-ins share the broker session "
+                    "and the writer of the runs, so a red flag waits behind any backlog of runs"
+                )
+            for writer in self.writers:
+                writer.start()
+            for connection in self.connections:
+                connection.start()
         if self.web is not None:
             self.web.start()
         if self.scheduler is not None:
@@ -265,12 +349,19 @@ class Service:
             self.scheduler.shutdown(wait=True)
             self.worker.stop()
         if self.ingests:
-            self.connection.stop_receiving()
-            if not self.writer.stop():
-                log.error("could not store the held messages; the broker will redeliver them")
-            self.connection.stop()
+            for connection in self.connections:
+                connection.stop_receiving()
+            # Check-ins first: they are few, and their red flags are what must not wait.
+            for writer in reversed(self.writers):
+                if not writer.stop():
+                    log.error(
+                        "could not store the held messages of %s; the broker will redeliver them",
+                        writer.name,
+                    )
+            for connection in self.connections:
+                connection.stop()
         self.engine.dispose()
-        log.info("stopped after %d messages", self.writer.committed)
+        log.info("stopped after %d messages", sum(w.committed for w in self.writers))
 
     def run_forever(self) -> int:
         """Run until SIGTERM or SIGINT; returns the process exit code."""
@@ -287,9 +378,10 @@ class Service:
             if self.web is not None and self.web.failed:
                 self.stop()
                 raise ServiceError(f"the web app could not serve on {self.settings.web_bind}")
-            if self.ingests and self.connection.failed.is_set():
+            failure = self.broker_failure() if self.ingests else None
+            if failure is not None:
                 self.stop()
-                raise ServiceError(self.connection.fatal_error or "broker connection failed")
+                raise ServiceError(failure)
         self.stop()
         return 0
 

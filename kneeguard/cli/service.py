@@ -35,7 +35,7 @@ def run(only: str | None) -> None:
     try:
         service = Service(settings, engine, rules_config=config, only=only, serve_web=True)
     except BrokerConfigError as exc:
-        fail(f"invalid KNEEGUARD_MQTT_URL: {exc}", 2)
+        fail(f"invalid {exc}", 2)
     except DeliveryConfigError as exc:
         fail(str(exc), 2)
     except SecretKeyError as exc:
