@@ -346,7 +346,8 @@ def test_sigterm_with_both_sessions_commits_everything_it_acknowledged(
         with service(pg_url, bound_broker.url, **lane_env(bound_broker)) as proc:
             assert wait_until(lambda: proc.log.count("subscribed to") == 2, 20), proc.log
             sender = publisher(bound_broker, messages)
-            assert wait_until(lambda: count(engine, Run) >= 500, 60), proc.log
+            # At the first commit, while most of the burst is still to come.
+            assert wait_until(lambda: count(engine, Run) >= 1, 60), proc.log
             proc.signal(signal.SIGTERM)
             assert proc.wait() == 0, proc.log
             sender.join(120)
