@@ -29,8 +29,8 @@ from sqlalchemy import Engine, func, select, text
 
 from db.engine import make_engine, session_factory
 from db.models import Alert, Base, Checkin, Run
-from kneeguard.registry import Registry
-from kneeguard.service import Service
+from kneeguard.admin.registry import Registry
+from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from testsupport import (
     CHECKIN_USER,
