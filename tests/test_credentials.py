@@ -442,3 +442,27 @@ def test_tls_listener_serves_the_service_and_refuses_plain_mqtt(tmp_path: Path) 
             untrusting.connect("127.0.0.1", mosq.tls_port)
     finally:
         mosq.stop()
+
+
+def test_device_rotate_gives_a_new_password_and_cuts_off_the_old_one(
+    sqlite_url: str, confined: DeployMosquitto
+) -> None:
+    add_athlete(sqlite_url, "ann")
+    old = add_device(sqlite_url, confined, "ann", "w1")
+    with device(confined.port, "ann.w1", old) as connected:
+        rotated = managed(
+            sqlite_url, confined, "device", "rotate", "--athlete", "ann", "--id", "w1"
+        )
+        assert rotated.returncode == 0, rotated
+        username, new = printed_credentials(rotated.stdout)
+        assert (username, rotated.stdout.count(new)) == ("ann.w1", 1)
+        assert new != old
+        assert wait_until(lambda: refused(confined.port, "ann.w1", old), 5, 0.05)
+        assert wait_until(lambda: not connected.client.is_connected(), 5)
+    assert accepted(confined.port, "ann.w1", new)
+    assert "user ann.w1\n" in confined.acl_file.read_text()  # the ACL still has the device
+
+    unknown = managed(sqlite_url, confined, "device", "rotate", "--athlete", "ann", "--id", "w2")
+    assert_user_error(unknown, 2, "not registered")
+    unmanaged = kneeguard(sqlite_url, "device", "rotate", "--athlete", "ann", "--id", "w1")
+    assert_user_error(unmanaged, 2, "KNEEGUARD_MQTT_PASSWORD_FILE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,10 +83,25 @@ def check_webhook_url(value: str | None) -> str | None:
     return value
 
 
+# Zero-width (non-)joiners are part of how some scripts are written; every other format
+# character (bidirectional overrides and isolates, invisible marks) can disguise a name.
+_NAME_JOINERS = {"\u200c", "\u200d"}
+
+
+def _unsafe_in_name(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return ch not in _NAME_JOINERS
+    # Controls (C0, DEL, C1), line and paragraph separators, surrogates, private use, unassigned.
+    return category in ("Cc", "Zl", "Zp", "Cs", "Co", "Cn")
+
+
 def check_name(value: str) -> str:
     value = value.strip()
-    if not value or len(value) > 200 or any(ord(ch) < 32 for ch in value):
-        raise RegistryError("name must be 1 to 200 printable characters")
+    if not value or len(value) > 200 or any(_unsafe_in_name(ch) for ch in value):
+        raise RegistryError(
+            "name must be 1 to 200 printable characters, without control or bidirectional ones"
+        )
     return value
 
 
@@ -240,12 +256,19 @@ class Registry:
             session.commit()
             return coach
 
-    def update_athlete(self, athlete_id: str, **changes: Any) -> Athlete:
-        """Change an athlete's details; only the given (not None) fields change."""
+    def update_athlete(
+        self, athlete_id: str, *, remove_coach: bool = False, **changes: Any
+    ) -> Athlete:
+        """Change an athlete's details; only the given (not None) fields change.
+        `remove_coach` leaves the athlete without a coach (no digests, no coach alerts)."""
         with self.sessions() as session:
             athlete = session.get(Athlete, athlete_id)
             if athlete is None:
                 raise RegistryError(f"unknown athlete {athlete_id!r}")
+            if remove_coach:
+                if changes.get("coach_id"):
+                    raise RegistryError("give a coach or remove it, not both")
+                athlete.coach_id = None
             coach_id = changes.get("coach_id")
             if coach_id and session.get(Coach, coach_id) is None:
                 raise RegistryError(f"unknown coach {coach_id!r}")

@@ -93,14 +93,17 @@ def athlete_add(
 @click.option("--email", default=None)
 @click.option("--timezone", default=None)
 @click.option("--coach", "coach_id", default=None)
+@click.option("--no-coach", "no_coach", is_flag=True, help="Remove the athlete's coach.")
 @click.option("--ntfy-topic", default=None)
 @click.option("--channels", default=None, help="Any of email,push,inapp.")
 @click.option("--quiet-hours", default=None, help="22:00-07:00 or 'off'.")
 @database_errors
-def athlete_update(athlete_id: str, **changes: Any) -> None:
+def athlete_update(athlete_id: str, no_coach: bool, **changes: Any) -> None:
     """Change an athlete's details and notification preferences."""
+    if no_coach and changes.get("coach_id") is not None:
+        fail("give --coach or --no-coach, not both", 2)
     reg = registry()
-    registry_call(lambda: reg.update_athlete(athlete_id, **changes))
+    registry_call(lambda: reg.update_athlete(athlete_id, remove_coach=no_coach, **changes))
     click.echo(f"athlete {athlete_id} updated")
 
 

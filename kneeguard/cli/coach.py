@@ -33,6 +33,12 @@ def coach() -> None:
 @click.option("--quiet-hours", default="22:00-07:00", show_default=True, help="Or 'off'.")
 @click.option("--webhook-url", default=None, help="URL receiving signed JSON alerts.")
 @click.option("--webhook-secret", default=None, help="HMAC-SHA256 key for the webhook.")
+@click.option(
+    "--webhook-secret-file",
+    default=None,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read the webhook key from this file, or from stdin with '-' (keeps it out of ps).",
+)
 @database_errors
 def coach_add(
     coach_id: str,
@@ -45,8 +51,10 @@ def coach_add(
     quiet_hours: str,
     webhook_url: str | None,
     webhook_secret: str | None,
+    webhook_secret_file: str | None,
 ) -> None:
     """Register a coach."""
+    webhook_secret = secret_option(webhook_secret, webhook_secret_file)
     reg = registry()
     added = registry_call(
         lambda: reg.add_coach(
@@ -76,9 +84,18 @@ def coach_add(
 @click.option("--quiet-hours", default=None, help="22:00-07:00 or 'off'.")
 @click.option("--webhook-url", default=None)
 @click.option("--webhook-secret", default=None)
+@click.option(
+    "--webhook-secret-file",
+    default=None,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read the webhook key from this file, or from stdin with '-'.",
+)
 @database_errors
 def coach_update(coach_id: str, **changes: Any) -> None:
     """Change a coach's details and notification preferences."""
+    changes["webhook_secret"] = secret_option(
+        changes.pop("webhook_secret"), changes.pop("webhook_secret_file")
+    )
     reg = registry()
     registry_call(lambda: reg.update_coach(coach_id, **changes))
     click.echo(f"coach {coach_id} updated")
@@ -138,3 +155,28 @@ def coach_token(coach_id: str) -> None:
         fail(str(exc), 2)
     click.echo(token)
     click.echo("the token is stored only as a hash and will not be shown again", err=True)
+
+
+def secret_option(value: str | None, path: str | None) -> str | None:
+    """The webhook key from `--webhook-secret` or `--webhook-secret-file` (`-` is stdin): a
+    secret on the command line is visible to every user of the machine in the process list."""
+    if path is None:
+        return value
+    if value is not None:
+        fail("give --webhook-secret or --webhook-secret-file, not both", 2)
+    import sys
+    from pathlib import Path
+
+    text: str
+    try:
+        if path == "-":
+            text = sys.stdin.read(65_537)
+        else:
+            with Path(path).open(encoding="utf-8") as handle:
+                text = handle.read(65_537)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read the webhook secret: {getattr(exc, 'strerror', None) or exc}", 2)
+    secret = text.rstrip("\r\n")
+    if not secret or len(secret) > 65_536 or "\n" in secret:
+        fail("the webhook secret must be one non-empty line", 2)
+    return secret

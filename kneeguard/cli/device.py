@@ -87,6 +87,33 @@ def device_revoke(athlete_id: str, device_id: str) -> None:
     reload_broker(broker)
 
 
+@device.command("rotate")
+@click.option("--athlete", "athlete_id", required=True, help="Id of the device's athlete.")
+@click.option("--id", "device_id", required=True, help="Id of the device.")
+@database_errors
+def device_rotate(athlete_id: str, device_id: str) -> None:
+    """Give a registered device a new broker password (printed once); the old one stops working
+    and a connection made with it is closed when the broker reloads."""
+    from kneeguard.admin.credentials import CredentialsError
+
+    settings = load_settings()
+    reg = registry()
+    if not any(d.id == device_id for d in reg.devices(athlete_id)):
+        fail(f"device {device_id!r} is not registered to athlete {athlete_id!r}", 2)
+    broker = broker_credentials(settings)
+    if broker is None:
+        fail("KNEEGUARD_MQTT_PASSWORD_FILE is not set: there are no credentials to rotate", 2)
+    try:
+        issued = broker.issue(athlete_id, device_id, device_keys(reg))
+    except CredentialsError as exc:
+        fail(f"password not rotated: {exc}")
+    click.echo(f"new password for device {device_id} of athlete {athlete_id}")
+    click.echo(f"  MQTT username: {issued.username}")
+    click.echo(f"  MQTT password: {issued.password}")
+    click.echo("  the password is stored only as a hash and will not be shown again")
+    reload_broker(broker)
+
+
 @device.command("list")
 @click.option("--athlete", "athlete_id", default=None, help="Only this athlete's devices.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
