@@ -22,7 +22,15 @@ from rules.catalog import CATALOG
 from rules.model import Recommendation
 from rules.text import coach_text as coach_text_for
 
-__all__ = ["AUDIENCES", "REASONS", "SEVERITIES", "hours_text", "render_alert", "subject_for"]
+__all__ = [
+    "AUDIENCES",
+    "REASONS",
+    "SEVERITIES",
+    "coach_phrase",
+    "hours_text",
+    "render_alert",
+    "subject_for",
+]
 
 SEVERITIES: Final = ("info", "warning", "urgent")
 REASONS: Final = ("opened", "raised", "stronger", "repeated", "escalation")
@@ -154,6 +162,11 @@ def _actions(link: NoticeLink | None) -> tuple[Action, ...]:
     if link.hook is not None:
         actions.append(Action("http", "Acknowledge", link.hook))
     return tuple(actions)
+
+
+def coach_phrase(recommendation: Recommendation) -> str:
+    """The coach's short phrase for a recommendation, e.g. "stop running, same-day help"."""
+    return _TODO[recommendation][1]
 
 
 def subject_for(

@@ -246,7 +246,10 @@ class Service:
     def send_digests(self) -> None:
         try:
             sent = send_due_digests(
-                self.engine, self.clock(), available_channels=tuple(self.transports)
+                self.engine,
+                self.clock(),
+                available_channels=tuple(self.transports),
+                config=self.rules_config,
             )
             if sent:
                 log.info("%d coach digests due", len(sent))

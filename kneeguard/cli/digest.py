@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kneeguard.cli.common import database_errors, fail, load_settings, open_database
+from kneeguard.cli.common import database_errors, fail, load_rules, load_settings, open_database
 from kneeguard.clock import utcnow
 
 
@@ -40,10 +40,16 @@ def digest_send(coach_id: str | None, force: bool) -> None:
         transports = build_transports(settings)
     except DeliveryConfigError as exc:
         fail(str(exc), 2)
+    config = load_rules(settings)
     ids = send_due_digests(
-        engine, utcnow(), coach_id=coach_id, force=force, available_channels=tuple(transports)
+        engine,
+        utcnow(),
+        coach_id=coach_id,
+        force=force,
+        available_channels=tuple(transports),
+        config=config,
     )
-    outbox = Outbox(engine, transports, utcnow)
+    outbox = Outbox(engine, transports, utcnow, escalation_hours=config.lifecycle.escalation_hours)
     outbox.run_once()
     with engine.connect() as conn:
         outcome = conn.execute(

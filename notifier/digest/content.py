@@ -18,33 +18,31 @@ from sqlalchemy import Connection, and_, or_, select
 
 from db.models import Alert, Athlete, Checkin, Coach, Run
 from notifier.digest.periods import WEEK_DAYS, require_aware
+from notifier.render import coach_phrase
 from rules import metrics
 from rules.catalog import CATALOG
+from rules.config import RulesConfig
+from rules.evaluate import history_days_needed
+from rules.model import PainSite, Recommendation
+from rules.text import coach_text, pain_site_notes, site_words
 
 __all__ = ["AlertLine", "AthleteLine", "DigestContent", "build_digest"]
 
 SEVERITY_ORDER: Final = ("urgent", "warning", "info")
-PAIN_TRENDS: Final = ("rising", "falling", "steady", "no check-ins")
-
-ACUTE_DAYS: Final = 7
-CHRONIC_DAYS: Final = 28
-ACWR_MIN_HISTORY_DAYS: Final = 28
-"""The load.acwr defaults (RULES.md, B). Below 28 days of history the zero-seeded chronic
-average is still tiny and the ratio would look alarming for every new athlete, so the digest
-shows "–" there, as the rule stays silent."""
-
-ACWR_SERIES_DAYS: Final = 4 * CHRONIC_DAYS + ACUTE_DAYS
-"""Four chronic spans before the acute window: the zero seed then weighs < 0.1 %. Leading rest
-days change nothing (a zero-seeded EWMA of zeros stays 0), so a fixed window is exact."""
-
-PAIN_TREND_POINTS: Final = 1.0
-"""A week-on-week change of at least one point counts, the pain.rising threshold."""
+PAIN_TRENDS: Final = ("rising", "falling", "steady", "no earlier week", "no check-ins")
+"""Week on week, one score a day (the day's highest), by the pain.rising threshold of the rules
+configuration. A week of check-ins with none the week before has nothing to compare with: it is
+"no earlier week", never "steady"."""
 
 NO_VALUE: Final = "–"
+"""Shown for the ACWR before load.acwr's `min_history_days`, as the rule stays silent then."""
 
-# How far back to read, in UTC, so every athlete's local windows are covered whatever their
-# offset (at most ±14 h) — per-athlete local days are then cut in Python.
-_RUN_LOOKBACK: Final = timedelta(days=ACWR_SERIES_DAYS + 2)
+NOTE_CHARS: Final = 300
+
+# How far back to read check-ins, in UTC, so every athlete's local weeks and a weekly period
+# are covered whatever their offset (at most ±14 h); per-athlete local days are cut in Python.
+# Runs are read as far back as the rule sweep reads them (`history_days_needed`), so the ACWR
+# here is the one load.acwr computes.
 _CHECKIN_LOOKBACK: Final = timedelta(days=2 * WEEK_DAYS + 2)
 
 
@@ -72,6 +70,8 @@ class AlertLine:
     opened_at: datetime
     opened: str
     summary: str
+    title: str = ""
+    action: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +100,21 @@ class AthleteLine:
     pain_mean_7d: float | None
     pain_mean_prev_7d: float | None
     missing_checkins: int
+    # Of the period, for athletes with an open alert only (None otherwise).
+    pain_latest: int | None = None
+    pain_highest: int | None = None
+    pain_sites: tuple[str, ...] = ()
+    site_notes: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def pain_text(self) -> str:
+        if self.pain_latest is None:
+            return ""
+        parts = [f"latest {self.pain_latest}/10, highest {self.pain_highest}/10"]
+        if self.pain_sites:
+            parts.append("sites: " + ", ".join(self.pain_sites))
+        return "; ".join(parts)
 
     @property
     def km_text(self) -> str:
@@ -120,6 +135,10 @@ class AthleteLine:
             "pain_mean_7d": _round(self.pain_mean_7d),
             "pain_mean_prev_7d": _round(self.pain_mean_prev_7d),
             "missing_checkins": self.missing_checkins,
+            "pain_latest": self.pain_latest,
+            "pain_highest": self.pain_highest,
+            "pain_sites": list(self.pain_sites),
+            "note": self.note,
         }
 
 
@@ -136,6 +155,8 @@ class _CheckinRow:
     context: str
     pain_score: int
     related_run_uuid: str | None
+    pain_sites: tuple[PainSite, ...] = ()
+    note: str | None = None
 
 
 @dataclass(slots=True)
@@ -145,17 +166,28 @@ class _Facts:
 
 
 def build_digest(
-    conn: Connection, coach_id: str, start: datetime, end: datetime, now: datetime
+    conn: Connection,
+    coach_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    config: RulesConfig | None = None,
 ) -> DigestContent:
     """The digest of one coach for the period [start, end), with athletes' numbers as of `now`.
 
     Lists only athletes whose coach is `coach_id`. Alert state and the numbers are read as of
     `now` (the moment of sending, normally the period end), so a late digest is not stale;
-    "opened in the period" uses [start, end). Five queries whatever the number of athletes.
+    "opened in the period" uses [start, end). For each athlete with an open alert it adds the
+    latest and highest pain of the period, the reported pain sites (with a hedged association
+    unless an urgent alert is open) and the latest note. Alerts are summarised by their coach
+    text. The ACWR windows and the pain-trend threshold are those of `config` (the rules
+    configuration; defaults when None). Five queries whatever the number of athletes.
     Raises `LookupError` for an unknown coach.
     """
     require_aware(now)
     now = now.astimezone(UTC)
+    config = config or RulesConfig()
+    run_lookback = timedelta(days=history_days_needed(config) + 1)
     coach = conn.execute(
         select(Coach.name, Coach.timezone).where(Coach.id == coach_id)
     ).one_or_none()
@@ -190,7 +222,7 @@ def build_digest(
         select(Run.athlete_id, Run.uuid, Run.start_time, Run.distance_m)
         .where(
             Run.athlete_id.in_(mine),
-            Run.start_time >= now - _RUN_LOOKBACK,
+            Run.start_time >= now - run_lookback,
             Run.start_time <= now,
         )
         .order_by(Run.athlete_id, Run.start_time, Run.id)
@@ -203,6 +235,8 @@ def build_digest(
             Checkin.context,
             Checkin.pain_score,
             Checkin.related_run_uuid,
+            Checkin.pain_sites,
+            Checkin.note,
         )
         .where(
             Checkin.athlete_id.in_(mine),
@@ -213,12 +247,20 @@ def build_digest(
     ):
         facts[checkin.athlete_id].checkins.append(
             _CheckinRow(
-                checkin.recorded_at, checkin.context, checkin.pain_score, checkin.related_run_uuid
+                checkin.recorded_at,
+                checkin.context,
+                checkin.pain_score,
+                checkin.related_run_uuid,
+                tuple(PainSite(s["side"], s["aspect"]) for s in checkin.pain_sites or ()),
+                checkin.note,
             )
         )
 
     def line(alert: Any) -> AlertLine:
-        first_line = next((part for part in alert.message.splitlines() if part.strip()), "")
+        name = names.get(alert.athlete_id, alert.athlete_id)
+        # The coach's own text, third person; the athlete's for alerts stored before it existed.
+        text = coach_text(alert.coach_message, name) if alert.coach_message else alert.message
+        first_line = next((part for part in text.splitlines() if part.strip()), "")
         return AlertLine(
             id=alert.id,
             athlete_id=alert.athlete_id,
@@ -230,6 +272,8 @@ def build_digest(
             opened_at=alert.opened_at,
             opened=alert.opened_at.astimezone(coach_zone).date().isoformat(),
             summary=first_line.strip(),
+            title=_rule_title(alert.rule_id),
+            action=_action(alert.recommendation),
         )
 
     open_alerts = sorted(
@@ -241,8 +285,18 @@ def build_digest(
         (severity, [a for a in open_alerts if a.severity == severity])
         for severity in SEVERITY_ORDER
     ]
+    attention = {a.athlete_id: a.severity for a in reversed(open_alerts)}
     people = [
-        _athlete_line(row.id, row.name, ZoneInfo(row.timezone), facts[row.id], now)
+        _athlete_line(
+            row.id,
+            row.name,
+            ZoneInfo(row.timezone),
+            facts[row.id],
+            now,
+            config,
+            (start, now) if row.id in attention else None,
+            urgent=attention.get(row.id) == "urgent",
+        )
         for row in athletes
     ]
     counts = {severity: len(group) for severity, group in groups}
@@ -263,6 +317,9 @@ def build_digest(
         "opened_in_period": opened_in_period,
         "athletes": people,
         "no_value": NO_VALUE,
+        "acwr_windows": f"{config.rules.load.acwr.acute_days} and "
+        f"{config.rules.load.acwr.chronic_days} days",
+        "acwr_min_days": config.rules.load.acwr.min_history_days,
     }
     env = _environment()
     data = {
@@ -286,27 +343,50 @@ def build_digest(
 
 
 def _athlete_line(
-    athlete_id: str, name: str, zone: ZoneInfo, facts: _Facts, now: datetime
+    athlete_id: str,
+    name: str,
+    zone: ZoneInfo,
+    facts: _Facts,
+    now: datetime,
+    config: RulesConfig,
+    period: tuple[datetime, datetime] | None,
+    *,
+    urgent: bool = False,
 ) -> AthleteLine:
-    """One athlete's numbers over their own local days (runs and check-ins sorted by time)."""
+    """One athlete's numbers over their own local days (runs and check-ins sorted by time).
+
+    `period` is given for athletes with an open alert: their pain, sites and note of it.
+    """
 
     def day(instant: datetime) -> date:
         return instant.astimezone(zone).date()
 
+    acwr_cfg = config.rules.load.acwr
     today = day(now)
     week_first = today - timedelta(days=WEEK_DAYS - 1)
     prev_first = week_first - timedelta(days=WEEK_DAYS)
 
+    first_run = day(facts.runs[0].start) if facts.runs else today
+    # From the first run loaded, as load.acwr reads it (its averages start from that week).
     series = metrics.daily_series(
         ((day(r.start), r.distance_m / 1000.0) for r in facts.runs),
-        today - timedelta(days=ACWR_SERIES_DAYS - 1),
+        min(first_run, today - timedelta(days=WEEK_DAYS - 1)),
         today,
     )
     km_7d = math.fsum(series[-WEEK_DAYS:])
-    enough_history = bool(facts.runs) and (
-        (today - day(facts.runs[0].start)).days >= ACWR_MIN_HISTORY_DAYS
+    enough_history = bool(facts.runs) and (today - first_run).days >= acwr_cfg.min_history_days
+    ratio = (
+        metrics.acwr(
+            metrics.daily_series(
+                ((day(r.start), r.distance_m / 1000.0) for r in facts.runs), first_run, today
+            ),
+            acwr_cfg.acute_days,
+            acwr_cfg.chronic_days,
+            acwr_cfg.seed_days,
+        )
+        if enough_history
+        else None
     )
-    ratio = metrics.acwr(series, ACUTE_DAYS, CHRONIC_DAYS) if enough_history else None
 
     dated = [(day(c.recorded_at), c.pain_score) for c in facts.checkins]
     last = [(d, score) for d, score in dated if d >= week_first]
@@ -320,16 +400,39 @@ def _athlete_line(
         if not any(_answers(c, run, following) for c in post_run):
             missing += 1
 
+    extra: dict[str, Any] = {}
+    in_period = (
+        [c for c in facts.checkins if period[0] <= c.recorded_at <= period[1]]
+        if period is not None
+        else []
+    )
+    if in_period:
+        sites = tuple(dict.fromkeys(site for c in in_period for site in c.pain_sites))
+        notes = [c.note for c in in_period if c.note and c.note.strip()]
+        extra = {
+            "pain_latest": in_period[-1].pain_score,
+            "pain_highest": max(c.pain_score for c in in_period),
+            "pain_sites": tuple(site_words(sites)),
+            # Hedged associations are for coaches, and never beside an urgent alert.
+            "site_notes": () if urgent else pain_site_notes(sites),
+            "note": " ".join(notes[-1].split())[:NOTE_CHARS] if notes else None,
+        }
+
     return AthleteLine(
         id=athlete_id,
         name=name,
         km_7d=km_7d,
         runs_7d=len(recent),
         acwr=ratio,
-        pain_trend=_pain_trend([score for _, score in last], [score for _, score in prev]),
+        pain_trend=_pain_trend(
+            list(metrics.daily_pain(last).values()),
+            list(metrics.daily_pain(prev).values()),
+            config.rules.pain.rising.min_rise_points,
+        ),
         pain_mean_7d=metrics.pain_stats(last).mean,
         pain_mean_prev_7d=metrics.pain_stats(prev).mean,
         missing_checkins=missing,
+        **extra,
     )
 
 
@@ -343,18 +446,20 @@ def _answers(checkin: _CheckinRow, run: _RunRow, following: datetime | None) -> 
     )
 
 
-def _pain_trend(last: Sequence[int], prev: Sequence[int]) -> str:
-    """rising / falling by ≥ 1 point of mean pain week on week, else steady.
+def _pain_trend(last: Sequence[int], prev: Sequence[int], points: float) -> str:
+    """rising / falling by ≥ `points` (pain.rising's threshold) of the mean daily score week on
+    week, else steady; "no earlier week" when the week before has no score to compare with.
 
-    Unlike the pain.rising rule this needs only one check-in a week: the digest describes, it
-    does not alert. With check-ins this week but none the week before there is nothing to
-    compare, and no sign of change is reported as steady.
+    Unlike the pain.rising rule this needs only one scored day a week: the digest describes, it
+    does not alert.
     """
     if not last:
         return "no check-ins"
-    if metrics.pain_rising(last, prev, PAIN_TREND_POINTS, 1):
+    if not prev:
+        return "no earlier week"
+    if metrics.pain_rising(last, prev, points, 1):
         return "rising"
-    if metrics.pain_rising(prev, last, PAIN_TREND_POINTS, 1):
+    if metrics.pain_rising(prev, last, points, 1):
         return "falling"
     return "steady"
 
@@ -383,9 +488,17 @@ def _rule_title(rule_id: str) -> str:
     return spec.title if spec is not None else rule_id
 
 
+def _action(recommendation: str) -> str:
+    """What the coach reads for a recommendation, in words ("stop running, same-day help")."""
+    try:
+        return coach_phrase(Recommendation(recommendation))
+    except ValueError:
+        return recommendation.replace("_", " ")
+
+
 WORDS: Mapping[str, Any] = {
     "rule_title": _rule_title,
-    "recommendation_words": lambda value: str(value).replace("_", " "),
+    "recommendation_words": _action,
     "severity_colour": lambda value: {"urgent": "#b00020", "warning": "#a34f00"}.get(
         str(value), "#2f5d8a"
     ),

@@ -21,6 +21,7 @@ from db.models import Coach, Digest
 from notifier.digest.content import build_digest
 from notifier.digest.periods import WEEK_DAYS, local_instant, period_ending, require_aware
 from notifier.routing import COACH_CHANNELS, insert_deliveries, parse_channels
+from rules.config import RulesConfig
 
 __all__ = ["send_due_digests"]
 
@@ -34,6 +35,7 @@ def send_due_digests(
     coach_id: str | None = None,
     force: bool = False,
     available_channels: Collection[str] = COACH_CHANNELS,
+    config: RulesConfig | None = None,
 ) -> list[int]:
     """Claim, build and enqueue every digest due at `now`; returns the ids of new digests.
 
@@ -47,7 +49,8 @@ def send_due_digests(
     coach channel among `available_channels`, due now) commit together or not at all. A period
     already claimed is skipped. With `coach_id` an unknown coach raises `LookupError` and any
     failure propagates; without it a failing coach is logged and the others still get theirs
-    (its claim rolls back, so the next run tries again).
+    (its claim rolls back, so the next run tries again). `config` is the rules configuration
+    the digest's numbers follow (ACWR windows, pain-trend threshold); defaults when None.
     """
     require_aware(now)
     now = now.astimezone(UTC)
@@ -73,7 +76,7 @@ def send_due_digests(
     for coach in coaches:
         try:
             digest_id = _send_one(
-                engine, coach, now, force, latest.get(coach.id), available_channels
+                engine, coach, now, force, latest.get(coach.id), available_channels, config
             )
         except Exception:
             if coach_id is not None:
@@ -113,6 +116,7 @@ def _send_one(
     force: bool,
     latest_end: datetime | None,
     available: Collection[str],
+    config: RulesConfig | None = None,
 ) -> int | None:
     """Claim one coach's period; if won, build and store the digest and its deliveries."""
     due = _due_period(coach, now, force, latest_end)
@@ -148,7 +152,7 @@ def _send_one(
         # A forced period is claimed by the minute (two `--now` runs in one minute send one
         # digest) but reports up to this instant; the next period starts at the claimed minute,
         # so an alert of the last seconds may show twice, never not at all.
-        content = build_digest(conn, coach.id, start, now if force else end, now)
+        content = build_digest(conn, coach.id, start, now if force else end, now, config)
         conn.execute(
             update(Digest)
             .where(Digest.id == digest_id)

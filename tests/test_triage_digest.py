@@ -1,0 +1,173 @@
+"""The coach digest of RULES.md v2 on SQLite and PostgreSQL: pain, sites and notes of athletes
+with an open alert, rule titles and actions in words, third-person summaries, and numbers that
+follow the rules configuration."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, insert, update
+
+from db.models import Alert, Checkin
+from notifier.digest import DigestContent, build_digest, period_ending
+from rules import metrics
+from rules.config import RulesConfig
+from tests.test_digest import NOW, add_alert, add_athlete, add_coach, add_run, day
+
+
+def add_checkin(
+    conn: Connection,
+    athlete_id: str,
+    at: datetime,
+    pain: int,
+    context: str = "post_run",
+    *,
+    sites: list[dict[str, str]] | None = None,
+    note: str | None = None,
+) -> None:
+    conn.execute(
+        insert(Checkin),
+        [
+            {
+                "uuid": str(uuidlib.uuid4()),
+                "athlete_id": athlete_id,
+                "device_id": "watch",
+                "recorded_at": at,
+                "context": context,
+                "pain_score": pain,
+                "pain_sites": sites or [],
+                "note": note,
+                "source_created_at": at,
+                "received_at": at,
+            }
+        ],
+    )
+
+
+def digest(engine: Engine, config: RulesConfig | None = None) -> DigestContent:
+    period = period_ending("Europe/London", "daily", 7, NOW)
+    assert period is not None
+    with engine.connect() as conn:
+        return build_digest(conn, "cora", period[0], period[1], NOW, config=config)
+
+
+def person(content: DigestContent, athlete_id: str) -> dict[str, Any]:
+    return next(a for a in content.data["athletes"] if a["id"] == athlete_id)
+
+
+@pytest.fixture
+def team(engine: Engine) -> Engine:
+    """Cora coaches ann (an open warning, painful check-ins today) and bo (no alert)."""
+    with engine.begin() as conn:
+        add_coach(conn, "cora", "Cora Coach")
+        add_athlete(conn, "ann", "Ann Runner", "cora")
+        add_athlete(conn, "bo", "Bo Local", "cora")
+        lateral = [{"side": "left", "aspect": "lateral"}]
+        add_checkin(conn, "ann", day(-1, 10), 3, sites=lateral)
+        add_checkin(conn, "ann", day(-1, 19), 7, note="Sharp on the stairs")
+        add_checkin(conn, "ann", day(0, 8), 5, "next_morning", sites=lateral)
+        add_checkin(conn, "ann", day(-5, 8), 9, "daily", note="older than the period")
+        add_checkin(conn, "bo", day(0, 8), 4, "daily", note="BO-NOTE")
+        add_alert(
+            conn,
+            "ann",
+            "pain.high",
+            "warning",
+            day(-1, 19, 5),
+            "Seen: Your check-in reports pain of 7/10.\nMore.",
+            recommendation="rest",
+        )
+        conn.execute(
+            update(Alert).values(
+                coach_message="Seen: {athlete}'s check-in reports pain of 7/10.\nMore."
+            )
+        )
+    return engine
+
+
+def test_an_athlete_with_an_open_alert_shows_the_periods_pain_sites_and_note(
+    team: Engine,
+) -> None:
+    content = digest(team)
+    ann = person(content, "ann")
+    assert (ann["pain_latest"], ann["pain_highest"]) == (5, 7)
+    assert ann["pain_sites"] == ["left outside of the knee"]
+    assert ann["note"] == "Sharp on the stairs"
+    for body in (content.text, content.html):
+        assert "latest 5/10, highest 7/10" in body
+        assert "left outside of the knee" in body
+        assert "Sharp on the stairs" in body
+    assert "often linked with the iliotibial band" in content.text  # a warning: hedged note
+    assert "older than the period" not in content.text
+    bo = person(content, "bo")  # no open alert: numbers only
+    assert bo["pain_latest"] is None and "BO-NOTE" not in content.text
+
+
+def test_no_hedged_association_next_to_an_urgent_alert(team: Engine) -> None:
+    with team.begin() as conn:
+        add_alert(conn, "ann", "redflag.locked_knee", "urgent", day(0, 9), "Seen: locked.",
+                  recommendation="urgent_care")  # fmt: skip
+    content = digest(team)
+    assert "left outside of the knee" in content.text
+    assert "iliotibial" not in content.text and "iliotibial" not in content.html
+
+
+def test_alert_lines_speak_of_the_athlete_with_titles_and_actions_in_words(team: Engine) -> None:
+    with team.begin() as conn:
+        add_alert(conn, "ann", "redflag.locked_knee", "urgent", day(0, 9), "Seen: locked.",
+                  recommendation="urgent_care")  # fmt: skip
+    content = digest(team)
+    assert "Seen: Ann Runner's check-in reports pain of 7/10." in content.text
+    assert "Your check-in" not in content.text
+    assert "High pain during or after a run, rest from running" in content.text
+    assert "Locked knee, stop running, same-day help" in content.text
+    for raw in ("redflag.locked_knee", "urgent_care", "pain.high"):
+        assert raw not in content.text and raw not in content.html
+    assert {a["rule_id"] for a in content.data["open_alerts"]} == {
+        "pain.high",
+        "redflag.locked_knee",
+    }
+
+
+def test_a_first_week_of_check_ins_is_not_called_steady(engine: Engine) -> None:
+    with engine.begin() as conn:
+        add_coach(conn, "cora", "Cora Coach")
+        add_athlete(conn, "ann", "Ann Runner", "cora")
+        add_checkin(conn, "ann", day(-3, 19), 6)
+        add_checkin(conn, "ann", day(-1, 19), 4)
+    content = digest(engine)
+    assert person(content, "ann")["pain_trend"] == "no earlier week"
+    assert "pain no earlier week" in content.text and "steady" not in content.text
+
+
+def test_the_digest_reads_acwr_windows_and_the_pain_threshold_from_the_rules(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        add_coach(conn, "cora", "Cora Coach")
+        add_athlete(conn, "ann", "Ann Runner", "cora")
+        for offset in range(-41, 1):
+            add_run(conn, "ann", day(offset, 7), 8.0 if offset > -4 else 5.0)
+        for offset in (-12, -10, -8):
+            add_checkin(conn, "ann", day(offset, 18), 2, "daily")
+        for offset in (-5, -3, -1):
+            add_checkin(conn, "ann", day(offset, 18), 3, "daily")
+    series = [5.0] * 38 + [8.0] * 4
+    default = digest(engine)
+    assert person(default, "ann")["acwr"] == pytest.approx(metrics.acwr(series, 7, 28), abs=1e-3)
+    assert person(default, "ann")["pain_trend"] == "rising"
+    tuned = RulesConfig.model_validate(
+        {
+            "rules": {
+                "load.acwr": {"acute_days": 3, "chronic_days": 14},
+                "pain.rising": {"min_rise_points": 1.5},
+            }
+        }
+    )
+    content = digest(engine, tuned)
+    assert person(content, "ann")["acwr"] == pytest.approx(metrics.acwr(series, 3, 14), abs=1e-3)
+    assert person(content, "ann")["pain_trend"] == "steady"
+    assert "(3 and 14 days)" in content.text and "(7 and 28 days)" in default.text
