@@ -5,17 +5,69 @@ follow the rules configuration."""
 from __future__ import annotations
 
 import uuid as uuidlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, insert, update
 
-from db.models import Alert, Checkin
+from db.models import Alert, Athlete, Checkin, Coach, Run
 from notifier.digest import DigestContent, build_digest, period_ending
 from rules import metrics
 from rules.config import RulesConfig
-from tests.test_digest import NOW, add_alert, add_athlete, add_coach, add_run, day
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday; London is on GMT
+LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def day(offset: int, hour: int, minute: int = 0) -> datetime:
+    return NOW.replace(hour=hour, minute=minute) + timedelta(days=offset)
+
+
+def add_coach(conn: Connection, coach_id: str, name: str) -> None:
+    conn.execute(
+        insert(Coach),
+        [{"id": coach_id, "name": name, "email": f"{coach_id}@example.com",
+          "timezone": "Europe/London", "digest": "daily", "digest_hour": 7,
+          "channels": "email", "created_at": LONG_AGO}],
+    )  # fmt: skip
+
+
+def add_athlete(conn: Connection, athlete_id: str, name: str, coach_id: str) -> None:
+    conn.execute(
+        insert(Athlete),
+        [{"id": athlete_id, "name": name, "email": f"{athlete_id}@example.com",
+          "timezone": "Europe/London", "coach_id": coach_id, "created_at": LONG_AGO}],
+    )  # fmt: skip
+
+
+def add_run(conn: Connection, athlete_id: str, start: datetime, km: float) -> None:
+    conn.execute(
+        insert(Run),
+        [{"uuid": str(uuidlib.uuid4()), "athlete_id": athlete_id, "device_id": "watch",
+          "start_time": start, "end_time": start + timedelta(minutes=40),
+          "distance_m": km * 1000, "duration_s": 2400.0, "source_created_at": start,
+          "received_at": start}],
+    )  # fmt: skip
+
+
+def add_alert(
+    conn: Connection,
+    athlete_id: str,
+    rule_id: str,
+    severity: str,
+    opened_at: datetime,
+    message: str,
+    *,
+    recommendation: str = "monitor",
+) -> None:
+    conn.execute(
+        insert(Alert),
+        [{"athlete_id": athlete_id, "rule_id": rule_id, "severity": severity,
+          "recommendation": recommendation, "status": "open", "opened_at": opened_at,
+          "last_triggered_at": opened_at, "updated_at": opened_at, "message": message,
+          "evidence": {}}],
+    )  # fmt: skip
 
 
 def add_checkin(
