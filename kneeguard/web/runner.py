@@ -80,6 +80,11 @@ def _checkin_link(
         return _athlete(conn, data), None, False
 
 
+def _link_athlete(ctx: WebContext, token: str) -> Athlete:
+    with ctx.engine.connect() as conn:
+        return _checkin_link(ctx, conn, token)[0]
+
+
 def _form_state(
     conn: Connection, ctx: WebContext, athlete: Athlete, run_uuid: str | None
 ) -> dict[str, Any]:
@@ -197,8 +202,7 @@ async def checkin_submit(request: Request, token: str) -> Response:
     ctx = context_of(request)
     form = await request.form()
     values = _form_values(form)
-    with ctx.engine.connect() as conn:
-        athlete, _, _ = _checkin_link(ctx, conn, token)
+    athlete = await run_in_threadpool(_link_athlete, ctx, token)
     try:
         state = ctx.signer.check("form", str(values.get("form_token", "")), FORM_AGE)
     except LinkError:
@@ -215,7 +219,8 @@ async def checkin_submit(request: Request, token: str) -> Response:
         related_run_uuid=state.get("r"),
         ostrc_due=bool(state.get("o")),
     )
-    result = ctx.checkins.submit(athlete.id, payload, ctx.now())
+    # Storing and the red-flag rules touch the database: off the event loop.
+    result = await run_in_threadpool(ctx.checkins.submit, athlete.id, payload, ctx.now())
     if result.status == "rejected":
         return _form_page(request, token, athlete, state, result.errors, values, 400)
     return RedirectResponse(f"/r/{token}/thanks", status_code=303)
@@ -235,8 +240,7 @@ async def upload_file(request: Request, token: str) -> Response:
     from ingest.files.source import MAX_FILE_BYTES
 
     ctx = context_of(request)
-    with ctx.engine.connect() as conn:
-        athlete, _, _ = _checkin_link(ctx, conn, token)
+    athlete = await run_in_threadpool(_link_athlete, ctx, token)
     form = await request.form()
     sent = form.get("file")
     error: str | None = None
