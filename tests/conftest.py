@@ -18,7 +18,15 @@ from db.migrate import upgrade
 from db.models import Base
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
-from testsupport import DeviceClient, Mosquitto, device_client, missing, register
+from testsupport import (
+    DeviceClient,
+    Mosquitto,
+    Running,
+    device_client,
+    missing,
+    register,
+    running_service,
+)
 
 settings.register_profile("kneeguard", max_examples=60, deadline=None)
 settings.load_profile("kneeguard")
@@ -109,3 +117,10 @@ def live(db: Engine, db_url: str, broker: Mosquitto) -> Iterator[tuple[Engine, D
     with device_client(broker.port) as device:
         yield db, device
     service.stop()
+
+
+@pytest.fixture
+def running(db_url: str, broker: Mosquitto) -> Iterator[Running]:
+    """The service in this process on each backend, its club registered, a device connected."""
+    with running_service(db_url, broker) as started:
+        yield started

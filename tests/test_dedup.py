@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from db.engine import make_engine, session_factory
+from db.engine import session_factory
 from db.models import Checkin, Run
 from kneeguard.admin.registry import Registry
-from kneeguard.app.service import Service
-from kneeguard.settings import Settings
 from testsupport import (
     CHECKIN_TOPIC,
     PREFIX,
     RUN_TOPIC,
-    DeviceClient,
-    Mosquitto,
+    Running,
     checkin_payload,
-    device_client,
-    register,
     run_payload,
     wait_until,
 )
@@ -31,29 +24,15 @@ BOB_RUN = f"{PREFIX}/bob/phone/run"
 BOB_CHECKIN = f"{PREFIX}/bob/phone/checkin"
 
 
-@dataclass
-class Club:
-    engine: Engine
-    device: DeviceClient
-
-
 @pytest.fixture
-def club(db_url: str, broker: Mosquitto) -> Iterator[Club]:
-    engine = make_engine(db_url)
-    register(engine)
-    registry = Registry(session_factory(engine))
+def club(running: Running) -> Running:
+    registry = Registry(session_factory(running.engine))
     registry.add_athlete(athlete_id="bob", name="Bob", email="bob@example.com", coach_id="cora")
     registry.add_device(athlete_id="bob", device_id="phone")
-    service = Service(Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None), engine)
-    service.start()
-    assert service.connection.ready.wait(10)
-    with device_client(broker.port) as device:
-        yield Club(engine, device)
-    service.stop()
-    engine.dispose()
+    return running
 
 
-def test_another_athletes_uuid_never_makes_a_message_a_duplicate(club: Club) -> None:
+def test_another_athletes_uuid_never_makes_a_message_a_duplicate(club: Running) -> None:
     """Reproduced: athlete A publishing uuid X made athlete B's locked knee with uuid X a
     `duplicate`, silently dropped."""
     shadow = checkin_payload(pain_score=0)
@@ -84,7 +63,7 @@ def test_another_athletes_uuid_never_makes_a_message_a_duplicate(club: Club) -> 
     assert runs == ["ann", "bob"]
 
 
-def test_the_same_athlete_resending_a_uuid_is_still_a_duplicate(club: Club) -> None:
+def test_the_same_athlete_resending_a_uuid_is_still_a_duplicate(club: Running) -> None:
     first = checkin_payload(pain_score=2)
     again = checkin_payload(pain_score=9)
     again["header"]["uuid"] = first["header"]["uuid"].upper()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import select
 
 from db.engine import make_engine
 from db.models import Checkin, Run
@@ -18,38 +16,14 @@ from kneeguard.settings import Settings
 from testsupport import (
     CHECKIN_TOPIC,
     RUN_TOPIC,
-    DeviceClient,
     Mosquitto,
+    Running,
     checkin_payload,
     device_client,
     register,
     run_payload,
     wait_until,
 )
-
-
-@dataclass
-class Running:
-    service: Service
-    engine: Engine
-    device: DeviceClient
-
-    def count(self, model: type[Any]) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
-
-
-@pytest.fixture
-def running(db_url: str, broker: Mosquitto) -> Iterator[Running]:
-    engine = make_engine(db_url)
-    register(engine)
-    settings = Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None)
-    service = Service(settings, engine)
-    service.start()
-    assert service.connection.ready.wait(10), "service did not subscribe"
-    with device_client(broker.port) as device:
-        yield Running(service, engine, device)
-    service.stop()
 
 
 def test_run_in_miles_is_stored_in_metres_and_seconds_and_acked(running: Running) -> None:

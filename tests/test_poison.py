@@ -9,27 +9,19 @@ next is acknowledged `accepted` and stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import select
 
-from db.engine import make_engine
 from db.models import Checkin, DeadLetter, Run
-from kneeguard.app.service import Service
-from kneeguard.settings import Settings
 from testsupport import (
     CHECKIN_TOPIC,
     RUN_TOPIC,
-    DeviceClient,
-    Mosquitto,
+    Running,
     checkin_payload,
-    device_client,
-    register,
     run_payload,
     wait_until,
 )
@@ -54,30 +46,6 @@ EXTREME_TIMES = [
 ]
 
 
-@dataclass
-class Harness:
-    engine: Engine
-    service: Service
-    device: DeviceClient
-
-    def count(self, model: type[Any]) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
-
-
-@pytest.fixture
-def harness(db_url: str, broker: Mosquitto) -> Iterator[Harness]:
-    engine = make_engine(db_url)
-    register(engine)
-    service = Service(Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None), engine)
-    service.start()
-    assert service.connection.ready.wait(10)
-    with device_client(broker.port) as device:
-        yield Harness(engine, service, device)
-    service.stop()
-    engine.dispose()
-
-
 def _poison_checkin(field: str, value: str) -> dict[str, Any]:
     payload = checkin_payload(symptoms={"locking": True})
     if field == "date_time":
@@ -88,7 +56,7 @@ def _poison_checkin(field: str, value: str) -> dict[str, Any]:
 
 
 def test_poison_dates_are_rejected_by_field_and_the_rest_of_the_batch_is_stored(
-    harness: Harness,
+    running: Running,
 ) -> None:
     """The reproduced jam: check-ins dated year 1 or 9999 with an offset passed validation,
     then failed converting to UTC, twice, and their batch was never acknowledged."""
@@ -107,23 +75,23 @@ def test_poison_dates_are_rejected_by_field_and_the_rest_of_the_batch_is_stored(
     valid = [run_payload() for _ in range(20)]
     items = [(CHECKIN_TOPIC, json.dumps(p).encode()) for p in poison]
     items += [(RUN_TOPIC, json.dumps(p).encode()) for p in valid]
-    harness.device.publish_many(items)
+    running.device.publish_many(items)
 
     for payload in poison:
-        ack = harness.device.ack_for(payload["header"]["uuid"], timeout=30)
+        ack = running.device.ack_for(payload["header"]["uuid"], timeout=30)
         assert ack["status"] == "rejected"
         [error] = ack["errors"]
         assert error["loc"] == locs[payload["header"]["uuid"]], ack
         assert "no UTC equivalent" in error["msg"]
     for payload in valid:
-        assert harness.device.ack_for(payload["header"]["uuid"])["status"] == "accepted"
-    assert wait_until(lambda: harness.count(DeadLetter) == len(poison), 10)
-    assert harness.count(Run) == len(valid)
-    assert harness.count(Checkin) == 0
+        assert running.device.ack_for(payload["header"]["uuid"])["status"] == "accepted"
+    assert wait_until(lambda: running.count(DeadLetter) == len(poison), 10)
+    assert running.count(Run) == len(valid)
+    assert running.count(Checkin) == 0
 
 
 def test_a_failure_no_check_foresaw_rejects_that_message_alone(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The class, not the case: whatever raises for one message in decoding, or again while its
     dead letter is made, that message is rejected and acked, and its neighbours are stored."""
@@ -139,22 +107,22 @@ def test_a_failure_no_check_foresaw_rejects_that_message_alone(
     monkeypatch.setattr(messages, "checkin_row", fragile)
     before, after = checkin_payload(), checkin_payload()
     poison = checkin_payload(note="poison")
-    harness.device.publish_many(
+    running.device.publish_many(
         [(CHECKIN_TOPIC, json.dumps(p).encode()) for p in (before, poison, after)]
     )
-    ack = harness.device.ack_for(poison["header"]["uuid"])
+    ack = running.device.ack_for(poison["header"]["uuid"])
     assert ack["status"] == "rejected"
     assert ack["errors"] == [
         {"loc": "", "msg": "the message could not be processed (ArithmeticError)"}
     ]
-    assert harness.device.ack_for(before["header"]["uuid"])["status"] == "accepted"
-    assert harness.device.ack_for(after["header"]["uuid"])["status"] == "accepted"
-    assert wait_until(lambda: harness.count(DeadLetter) == 1, 10)
-    assert harness.count(Checkin) == 2
+    assert running.device.ack_for(before["header"]["uuid"])["status"] == "accepted"
+    assert running.device.ack_for(after["header"]["uuid"])["status"] == "accepted"
+    assert wait_until(lambda: running.count(DeadLetter) == 1, 10)
+    assert running.count(Checkin) == 2
 
 
 def test_a_failing_insert_rejects_only_its_message(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failure while storing (not a database outage) dead-letters the one message that
     causes it and keeps the others of the batch."""
@@ -171,12 +139,12 @@ def test_a_failing_insert_rejects_only_its_message(
     payloads = [checkin_payload() for _ in range(5)]
     poison = checkin_payload(note="poison")
     payloads.insert(2, poison)
-    harness.device.publish_many([(CHECKIN_TOPIC, json.dumps(p).encode()) for p in payloads])
-    assert harness.device.ack_for(poison["header"]["uuid"])["status"] == "rejected"
+    running.device.publish_many([(CHECKIN_TOPIC, json.dumps(p).encode()) for p in payloads])
+    assert running.device.ack_for(poison["header"]["uuid"])["status"] == "rejected"
     for payload in payloads:
         if payload is not poison:
-            assert harness.device.ack_for(payload["header"]["uuid"])["status"] == "accepted"
-    assert harness.count(Checkin) == 5
+            assert running.device.ack_for(payload["header"]["uuid"])["status"] == "accepted"
+    assert running.count(Checkin) == 5
 
 
 # --- the liveness property ------------------------------------------------------------------
@@ -247,7 +215,7 @@ def hostile(draw: st.DrawFn) -> tuple[str, bytes]:
     return topic, text.encode()
 
 
-def test_after_any_hostile_sequence_a_valid_message_is_still_stored(harness: Harness) -> None:
+def test_after_any_hostile_sequence_a_valid_message_is_still_stored(running: Running) -> None:
     stored = 0
 
     @settings(
@@ -259,16 +227,16 @@ def test_after_any_hostile_sequence_a_valid_message_is_still_stored(harness: Har
     def liveness(messages: list[tuple[str, bytes]]) -> None:
         nonlocal stored
         valid = checkin_payload(pain_score=2)
-        harness.device.publish_many([*messages, (CHECKIN_TOPIC, json.dumps(valid).encode())])
-        ack = harness.device.ack_for(valid["header"]["uuid"], timeout=30)
+        running.device.publish_many([*messages, (CHECKIN_TOPIC, json.dumps(valid).encode())])
+        ack = running.device.ack_for(valid["header"]["uuid"], timeout=30)
         assert ack["status"] == "accepted", ack
         stored += 1
-        assert wait_until(lambda: harness.count(Checkin) >= stored, 10)
-        with harness.engine.connect() as conn:
+        assert wait_until(lambda: running.count(Checkin) >= stored, 10)
+        with running.engine.connect() as conn:
             found = conn.execute(
                 select(Checkin.id).where(Checkin.uuid == valid["header"]["uuid"])
             ).all()
         assert len(found) == 1
 
     liveness()
-    assert harness.service.writer.is_alive()
+    assert running.service.writer.is_alive()

@@ -4,26 +4,20 @@ published right after it is still stored."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
-from db.engine import make_engine
 from db.models import Checkin, DeadLetter, Run
-from kneeguard.app.service import Service
-from kneeguard.settings import Settings
 from testsupport import (
     CHECKIN_TOPIC,
     PREFIX,
     RUN_TOPIC,
-    DeviceClient,
-    Mosquitto,
+    Running,
     checkin_payload,
-    device_client,
-    register,
     run_payload,
     wait_until,
 )
@@ -199,43 +193,24 @@ CASES: dict[str, Case] = {
 }
 
 
-@dataclass
-class Harness:
-    engine: Engine
-    device: DeviceClient
-
-
-@pytest.fixture
-def harness(db_url: str, broker: Mosquitto) -> Iterator[Harness]:
-    engine = make_engine(db_url)
-    register(engine)
-    service = Service(Settings(database_url=db_url, mqtt_url=broker.url, _env_file=None), engine)
-    service.start()
-    assert service.connection.ready.wait(10)
-    with device_client(broker.port) as device:
-        yield Harness(engine, device)
-    service.stop()
-    engine.dispose()
-
-
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_rejected_dead_lettered_and_harms_nothing(name: str, harness: Harness) -> None:
+def test_bad_input_is_rejected_dead_lettered_and_harms_nothing(name: str, running: Running) -> None:
     case = CASES[name]
     topic, payload, uuid = case.build()
     before = run_payload()
     after = checkin_payload()
-    harness.device.publish(RUN_TOPIC, before)
-    harness.device.publish(topic, payload)
-    harness.device.publish(CHECKIN_TOPIC, after)
+    running.device.publish(RUN_TOPIC, before)
+    running.device.publish(topic, payload)
+    running.device.publish(CHECKIN_TOPIC, after)
 
-    ack = harness.device.ack_for(uuid)
+    ack = running.device.ack_for(uuid)
     assert ack["status"] == "rejected"
     assert ack["errors"], ack
     assert any(e["loc"] == case.loc and case.msg in e["msg"] for e in ack["errors"]), ack
-    assert harness.device.ack_for(after["header"]["uuid"])["status"] == "accepted"
-    assert harness.device.ack_for(before["header"]["uuid"])["status"] == "accepted"
+    assert running.device.ack_for(after["header"]["uuid"])["status"] == "accepted"
+    assert running.device.ack_for(before["header"]["uuid"])["status"] == "accepted"
 
-    with harness.engine.connect() as conn:
+    with running.engine.connect() as conn:
         dead = conn.execute(select(DeadLetter)).one()
         runs = conn.execute(select(Run.uuid)).scalars().all()
         checkins = conn.execute(select(Checkin.uuid)).scalars().all()
@@ -248,17 +223,17 @@ def test_bad_input_is_rejected_dead_lettered_and_harms_nothing(name: str, harnes
     assert checkins == [after["header"]["uuid"]]
 
 
-def test_malformed_topic_is_dead_lettered_without_an_ack(harness: Harness) -> None:
+def test_malformed_topic_is_dead_lettered_without_an_ack(running: Running) -> None:
     payload = run_payload()
-    harness.device.publish(f"{PREFIX}/ann/bad.id/run", payload)
-    harness.device.publish(RUN_TOPIC, after := run_payload())
-    assert harness.device.ack_for(after["header"]["uuid"])["status"] == "accepted"
-    assert wait_until(lambda: _dead_letters(harness.engine) == 1, 5)
-    with harness.engine.connect() as conn:
+    running.device.publish(f"{PREFIX}/ann/bad.id/run", payload)
+    running.device.publish(RUN_TOPIC, after := run_payload())
+    assert running.device.ack_for(after["header"]["uuid"])["status"] == "accepted"
+    assert wait_until(lambda: _dead_letters(running.engine) == 1, 5)
+    with running.engine.connect() as conn:
         dead = conn.execute(select(DeadLetter)).one()
     assert dead.athlete_id is None
     assert "device id in topic" in dead.reason
-    assert all(a["uuid"] != payload["header"]["uuid"] for a in harness.device.acks())
+    assert all(a["uuid"] != payload["header"]["uuid"] for a in running.device.acks())
 
 
 def _dead_letters(engine: Engine) -> int:

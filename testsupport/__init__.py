@@ -18,6 +18,7 @@ from testsupport.club import (
     register,
     run_payload,
 )
+from testsupport.inprocess import Running, running_service
 from testsupport.servers import (
     CHECKIN_USER,
     DEPLOY_CONF,
@@ -62,6 +63,7 @@ __all__ = [
     "HttpSink",
     "Mosquitto",
     "Request",
+    "Running",
     "ServiceProcess",
     "SmtpSink",
     "TcpProxy",
@@ -77,6 +79,7 @@ __all__ = [
     "port_open",
     "register",
     "run_payload",
+    "running_service",
     "self_signed_certificate",
     "service",
     "service_env",
