@@ -19,14 +19,17 @@ from rules.catalog import CATALOG
 from testsupport import DeviceClient, Mosquitto, free_port
 
 # The shortened demo: five weeks (the spike needs 30 days of history), one runner per story
-# (runner-01 spike, -02 rising pain, -03 locked knee, -04 lateral pain) and one healthy runner.
-ARGS = ["--weeks", "5", "--athletes", "5", "--seconds", "0"]
+# (runner-01 spike, -02 rising pain, -03 locked knee, -04 lateral pain, -05 cannot bear weight
+# on a rest day, -06 a knee that gives way twice) and one healthy runner.
+ARGS = ["--weeks", "5", "--athletes", "7", "--seconds", "0"]
 STORIES = {
     "runner-01": "long_run_spike",
     "runner-02": "rising_pain",
     "runner-03": "locked_knee",
     "runner-04": "lateral_pain",
-    "runner-05": "healthy",
+    "runner-05": "no_weight_bearing",
+    "runner-06": "gives_way_twice",
+    "runner-07": "healthy",
 }
 
 
@@ -67,20 +70,34 @@ def assert_the_story_was_told(out: Path, output: str) -> None:
     raised = alerts(out)
     for athlete, story in STORIES.items():
         assert SCENARIO_RULES[story] <= set(raised.get(athlete, {})), (athlete, raised)
-    assert "runner-05" not in raised  # the healthy runner gets nothing
+    assert "runner-07" not in raised  # the healthy runner gets nothing
     assert raised["runner-03"]["redflag.locked_knee"].severity == "urgent"
+    weight = raised["runner-05"]["redflag.cannot_bear_weight"]
+    assert (weight.severity, weight.recommendation) == ("urgent", "urgent_care")
     mails = emails(out)
     to = [t for _, t, _, _ in mails]
-    for athlete in ("runner-01", "runner-02", "runner-03", "runner-04"):
+    for athlete in ("runner-01", "runner-02", "runner-03", "runner-04", "runner-05"):
         assert sum(f"{athlete}@example.com" in t for t in to) == 1, to
-    assert not any("runner-05" in t for t in to)
+    # A red flag reported twice notifies twice: the first notice, then "reported again".
+    twice = [(s, text) for _, t, s, text in mails if "runner-06@example.com" in t]
+    assert len(twice) == 2, twice
+    assert "reported again" in twice[1][0] and "reports this again" in twice[1][1]
+    assert not any("runner-07" in t for t in to)
     coach = [(p, s, text) for p, t, s, text in mails if "coach@example.com" in t]
     digests = [(p, s, text) for p, s, text in coach if s.startswith("KneeGuard digest")]
-    assert len(digests) == 1 and len(coach) == 2  # the digest and the urgent locked knee
+    # The digest and the two urgent alerts (locked knee, cannot bear weight).
+    assert len(digests) == 1 and len(coach) == 3
     _, subject, text = digests[0]
-    assert "4 open alerts (1 urgent)" in subject
-    assert "Opened in this period: 4" in text
-    for rule in ("redflag.locked_knee", "pain.rising", "pain.high", "load.single_run_spike"):
+    assert "6 open alerts (2 urgent)" in subject
+    assert "Opened in this period: 6" in text
+    for rule in (
+        "redflag.locked_knee",
+        "redflag.cannot_bear_weight",
+        "redflag.professional_signs",
+        "pain.rising",
+        "pain.high",
+        "load.single_run_spike",
+    ):
         # The digest names the rule in words; the demo's table shows its id.
         assert CATALOG[rule].title in text and rule in output
     index = (out / "mail" / "index.html").read_text()

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 from contract.topics import Topics
 from db.engine import make_engine
 from db.migrate import upgrade
-from db.models import Alert, Checkin, DeadLetter, Run
+from db.models import Alert, AlertEvent, Checkin, DeadLetter, Run
 from ingest.messages import Inbound, Valid, decode
 from kneeguard.app.service import Service
 from kneeguard.cli.common import UserError
@@ -157,7 +157,7 @@ def test_most_runs_get_a_post_run_checkin_and_each_week_an_ostrc_answer(
 
 
 def test_a_mixed_club_tells_each_story_once_then_everyone_is_healthy() -> None:
-    plan = Plan(athletes=7, days=35, scenario="mixed", first_day=FIRST_DAY)
+    plan = Plan(athletes=9, days=35, scenario="mixed", first_day=FIRST_DAY)
     assert [a.scenario for a in plan.roster()] == [*STORIES, "healthy", "healthy", "healthy"]
     single = Plan(athletes=3, days=35, scenario="lateral_pain", first_day=FIRST_DAY)
     assert {a.scenario for a in single.roster()} == {"lateral_pain"}
@@ -296,11 +296,28 @@ def test_each_story_raises_the_rules_it_claims(club: Club, story: str) -> None:
         # The hedged association is for the coach; the athlete's text names no condition.
         assert "iliotibial band" in high.coach_message and "not a diagnosis" in high.message
         assert "iliotibial" not in high.message
+    if story == "no_weight_bearing":
+        weight = raised["redflag.cannot_bear_weight"]
+        assert (weight.severity, weight.recommendation) == ("urgent", "urgent_care")
+        assert weight.evidence["context"] == "daily"  # a rest day: no run that day
+    if story == "gives_way_twice":
+        gave = raised["redflag.professional_signs"]
+        with club.engine.connect() as conn:
+            kinds = (
+                conn.execute(
+                    select(AlertEvent.kind)
+                    .where(AlertEvent.alert_id == gave.id)
+                    .order_by(AlertEvent.id)
+                )
+                .scalars()
+                .all()
+            )
+        assert kinds == ["opened", "repeated"]  # reported twice, heard twice
 
 
 def test_healthy_runners_raise_no_rule_at_all(club: Club) -> None:
     healthy = [a for a, s in club.scenario.items() if s == "healthy"]
-    assert len(healthy) == 14
+    assert len(healthy) == 12  # 2 of the mixed club of 8 (6 stories), and 10 healthy
     assert {a: [x.rule_id for x in club.alerts[a]] for a in healthy if club.alerts[a]} == {}
 
 

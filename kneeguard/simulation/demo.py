@@ -65,6 +65,8 @@ STORY_TEXT = {
     "rising_pain": "pain rises week on week",
     "locked_knee": "knee locks",
     "lateral_pain": "outside-of-knee pain",
+    "no_weight_bearing": "cannot bear weight on a rest day",
+    "gives_way_twice": "knee gives way twice",
 }
 SEVERITY_STYLE = {"urgent": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -380,7 +382,13 @@ def _deliver(engine: Engine, service: Service, now: datetime, result: DemoResult
     # the next minute's start: the alerts opened moments ago are then "opened in this period".
     # Its delivery falls due at that instant, so one outbox pass runs as of it too.
     digest_at = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    send_due_digests(engine, digest_at, force=True, available_channels=tuple(service.transports))
+    send_due_digests(
+        engine,
+        digest_at,
+        force=True,
+        available_channels=tuple(service.transports),
+        config=service.rules_config,
+    )
     Outbox(engine, service.transports, lambda: digest_at).run_once()
     service.worker.wake()
     waiting = (Delivery.status.in_(("pending", "sending"))) & (

@@ -40,7 +40,14 @@ __all__ = [
     "generate",
 ]
 
-STORIES: Final = ("long_run_spike", "rising_pain", "locked_knee", "lateral_pain")
+STORIES: Final = (
+    "long_run_spike",
+    "rising_pain",
+    "locked_knee",
+    "lateral_pain",
+    "no_weight_bearing",
+    "gives_way_twice",
+)
 """The stories, in the order a `mixed` club hands them out (then everyone else is healthy)."""
 
 SCENARIOS: Final = ("healthy", *STORIES, "mixed")
@@ -52,6 +59,8 @@ SCENARIO_RULES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "rising_pain": frozenset({"pain.rising"}),
         "locked_knee": frozenset({"redflag.locked_knee"}),
         "lateral_pain": frozenset({"pain.high"}),
+        "no_weight_bearing": frozenset({"redflag.cannot_bear_weight"}),
+        "gives_way_twice": frozenset({"redflag.professional_signs"}),
     }
 )
 """Rules each story raises by the end of the plan (a story may add info-level load rules
@@ -67,6 +76,9 @@ MIN_DAYS: Final[Mapping[str, int]] = MappingProxyType(
         # The knee locks after the last run, which falls in the last 3 days of a week's pattern.
         "locked_knee": 7,
         "lateral_pain": 21,
+        # A rest day and two runs of the last week.
+        "no_weight_bearing": 7,
+        "gives_way_twice": 14,
     }
 )
 
@@ -281,6 +293,10 @@ class _Athlete:
         self.niggle_week: int | None = None
         # The last run of the plan: within its last 3 days, whatever the weekly pattern.
         self.last_run_back = next(back for back in range(7) if self._runs_on(self._day(back)))
+        # The last rest day of the plan (no_weight_bearing), and the last two runs
+        # (gives_way_twice).
+        self.rest_back = next(back for back in range(7) if not self._runs_on(self._day(back)))
+        self.flag_backs = [back for back in range(14) if self._runs_on(self._day(back))][:2]
 
     # --- habits ---------------------------------------------------------------------------
 
@@ -333,6 +349,8 @@ class _Athlete:
             back = plan.days - 1 - offset  # days before the last day of the plan
             if self.story == "locked_knee" and back < self.last_run_back:
                 return  # after the knee locked: no running, and no more data
+            if self.story == "no_weight_bearing" and back < self.rest_back:
+                return  # after the day the leg took no weight: no more data
             today = carry
             carry = []
             stage = self._stage(day, back)
@@ -512,6 +530,20 @@ class _Athlete:
                 [{"side": "both", "aspect": "anterior"}],
                 {},
                 "Longest run ever. Knees sore over the last few km.",
+            )
+        if self.story == "no_weight_bearing" and back == self.rest_back and context == "daily":
+            return (
+                4,
+                [{"side": side, "aspect": "diffuse"}],
+                {"cannot_bear_weight": True},
+                "Rest day. Woke up and could not put weight on the leg; no fall.",
+            )
+        if self.story == "gives_way_twice" and after_run and back in self.flag_backs:
+            return (
+                2,
+                [{"side": side, "aspect": "medial"}],
+                {"giving_way": True},
+                "Knee gave way stepping off a kerb after the run.",
             )
         week = _week(back)
         if self.story == "rising_pain" and week <= 2:
