@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from multiprocessing.queues import Queue as MPQueue
 from multiprocessing.synchronize import Event as MPEvent
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -56,6 +56,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, func, select, text
 
+import testsupport
 from bench import BenchError, Figure, scale_from_env
 from bench._db import PG_ADMIN, fresh_postgres
 from db.engine import make_engine, session_factory
@@ -341,36 +342,13 @@ def ceiling_main(
 # --- KneeGuard as a process -------------------------------------------------------------------
 
 
-class ServiceProcess:
-    """`python -m kneeguard run --only ingest` (or other `args`) with its stderr collected."""
+class ServiceProcess(testsupport.ServiceProcess):
+    """`python -m kneeguard run --only ingest` (or other `args`), with its CPU and memory."""
 
     def __init__(
         self, env: dict[str, str], cwd: Path, args: Sequence[str] = ("run", "--only", "ingest")
     ) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kneeguard", *args],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        self._reader = threading.Thread(target=self._read, args=(self.process.stderr,))
-        self._reader.daemon = True
-        self._reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, n: int = 20) -> str:
-        return "\n".join(self.lines[-n:])
+        super().__init__(env, args, cwd)
 
     def wait_subscribed(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

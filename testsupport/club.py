@@ -106,14 +106,16 @@ def new_uuid() -> str:
 
 
 def run_payload(**body: Any) -> dict[str, Any]:
-    payload = deepcopy(RUN_TEMPLATE)
-    payload["header"]["uuid"] = new_uuid()
-    payload["body"].update(body)
-    return payload
+    return _payload(RUN_TEMPLATE, body)
 
 
 def checkin_payload(**body: Any) -> dict[str, Any]:
-    payload = deepcopy(CHECKIN_TEMPLATE)
+    return _payload(CHECKIN_TEMPLATE, body)
+
+
+def _payload(template: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `template` with a new uuid and `body`'s fields set."""
+    payload = deepcopy(template)
     payload["header"]["uuid"] = new_uuid()
     payload["body"].update(body)
     return payload

@@ -6,27 +6,31 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 from testsupport.servers import free_port, wait_until
 
 
 class ServiceProcess:
-    """`python -m kneeguard run` with its stderr collected line by line."""
+    """`python -m kneeguard run` (or other `args`) with its stderr collected line by line."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(
+        self, env: dict[str, str], args: Sequence[str] = ("run",), cwd: Path | None = None
+    ) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kneeguard", "run"],
+            [sys.executable, "-m", "kneeguard", *args],
             env=env,
+            cwd=cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         assert self.process.stderr is not None
-        self._reader = threading.Thread(target=self._read, args=(self.process.stderr,))
+        self._reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True)
         self._reader.start()
 
     def _read(self, stream: IO[str]) -> None:
@@ -36,6 +40,13 @@ class ServiceProcess:
     @property
     def log(self) -> str:
         return "\n".join(self.lines)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, n: int = 20) -> str:
+        return "\n".join(self.lines[-n:])
 
     def wait_subscribed(self, timeout: float = 20) -> None:
         assert wait_until(lambda: "subscribed to" in self.log, timeout), self.log

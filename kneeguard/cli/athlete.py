@@ -60,30 +60,10 @@ def athlete() -> None:
 )
 @click.option("--quiet-hours", default="22:00-07:00", show_default=True, help="Or 'off'.")
 @database_errors
-def athlete_add(
-    athlete_id: str,
-    name: str,
-    email: str,
-    timezone: str,
-    coach_id: str | None,
-    ntfy_topic: str | None,
-    channels: str,
-    quiet_hours: str,
-) -> None:
+def athlete_add(**fields: Any) -> None:
     """Register an athlete."""
     reg = registry()
-    added = registry_call(
-        lambda: reg.add_athlete(
-            athlete_id=athlete_id,
-            name=name,
-            email=email,
-            timezone=timezone,
-            coach_id=coach_id,
-            ntfy_topic=ntfy_topic,
-            channels=channels,
-            quiet_hours=quiet_hours,
-        )
-    )
+    added = registry_call(lambda: reg.add_athlete(**fields))
     click.echo(f"athlete {added.id} added")
 
 
