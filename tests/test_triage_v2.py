@@ -4,13 +4,16 @@ just under, at and over its boundary. Pure evaluation: no database, no clock."""
 from __future__ import annotations
 
 import re
+import tomllib
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest.schemas import CheckinMessage
 from rules import metrics
 from rules.catalog import CATALOG
 from rules.config import RulesConfig, RulesConfigError, load_rules_config
@@ -496,10 +499,8 @@ def test_recommendations_are_ordered_weakest_to_strongest() -> None:
 # --- configuration ---------------------------------------------------------------------------
 
 
-def test_new_thresholds_are_overridable_and_validated(tmp_path: object) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "rules.toml"
+def test_new_thresholds_are_overridable_and_validated(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
     path.write_text(
         "[rules.pain.persistent]\nmin_scored_days = 6\npainful_fraction = 0.9\n"
         "[rules.load.return_after_break]\nbreak_days = 28\n"
@@ -558,3 +559,26 @@ def test_any_checkin_gives_at_most_one_finding_with_clean_texts(
     same_day = flags["cannot_bear_weight"] or flags["locking"] or pain >= 8
     if same_day:
         assert found and found[0].severity is Severity.URGENT
+
+
+# --- the documents ---------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_the_rules_guide_lists_every_setting_at_its_default() -> None:
+    text = (DOCS / "RULES.md").read_text()
+    sample = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert sample is not None
+    assert RulesConfig.model_validate(tomllib.loads(sample.group(1))) == RulesConfig()
+    for rule_id in CATALOG:
+        assert f"## {rule_id}" in text, rule_id
+
+
+def test_the_protocol_example_checkin_is_valid_and_carries_the_new_fields() -> None:
+    text = (DOCS / "PROTOCOL.md").read_text()
+    example = text[text.index("## 6. Example: a check-in") :]
+    body = re.search(r"```json\n(.*?)```", example, re.DOTALL)
+    assert body is not None
+    message = CheckinMessage.model_validate_json(body.group(1))
+    assert message.body.symptoms.numbness is False and message.body.stopped_run is False
