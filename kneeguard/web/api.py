@@ -21,6 +21,7 @@ from kneeguard.web.app import context_of
 from kneeguard.web.coach import coach_name, csv_response, export_csv
 from kneeguard.web.security import token_hash
 from rules.store import acknowledge
+from rules.text import coach_text
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 bearer = HTTPBearer(auto_error=False, description="A coach's API token")
@@ -102,6 +103,8 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None
     resolved_at: datetime | None
     message: str
+    # The same alert as the coach reads it: third person, with the athlete's name.
+    coach_text: str
 
 
 class AckOut(BaseModel):
@@ -248,6 +251,9 @@ def _alert_out(alert: object, name: str) -> AlertOut:
         acknowledged_by=alert.acknowledged_by,
         resolved_at=alert.resolved_at,
         message=alert.message,
+        coach_text=(
+            coach_text(alert.coach_message, name) if alert.coach_message else alert.message
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Re
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select, update
 
-from db.models import Alert, AlertEvent, Coach, CoachSignIn
+from db.models import Alert, AlertEvent, Athlete, Coach, CoachSignIn
 from kneeguard.web import queries
 from kneeguard.web.app import check_csrf, context_of, render
 from kneeguard.web.checkin import signs_of
@@ -25,6 +25,7 @@ from kneeguard.web.security import SESSION_AGE, LinkError, token_hash
 from notifier.base import Message, Recipient
 from notifier.charts import chart_data, svg
 from rules.store import AlertNotFoundError, acknowledge, resolve
+from rules.text import coach_text
 
 router = APIRouter(include_in_schema=False)
 
@@ -222,6 +223,7 @@ def athlete_page(request: Request, athlete_id: str, coach: CoachPage) -> Respons
         alerts=alerts,
         title_of=queries.rule_title,
         signs_of=signs_of,
+        text_of=coach_text_of,
     )
 
 
@@ -401,7 +403,8 @@ def _coach_ack_link(ctx: WebContext, token: str) -> tuple[Coach, Alert]:
 
 @router.get("/coach/ack/{token}")
 def coach_ack_page(request: Request, token: str) -> Response:
-    coach, alert = _coach_ack_link(context_of(request), token)
+    ctx = context_of(request)
+    coach, alert = _coach_ack_link(ctx, token)
     return render(
         request,
         "coach_ack.html",
@@ -410,8 +413,25 @@ def coach_ack_page(request: Request, token: str) -> Response:
         alert=alert,
         token=token,
         heading=queries.rule_title(alert.rule_id),
+        text=_coach_text(ctx, alert),
         done=False,
     )
+
+
+def coach_text_of(alert: Alert, athlete_name: str) -> str:
+    """The alert as the coach reads it: the coach's text with the athlete's name (RULES.md v2,
+    D), or the athlete's text for an alert stored before coach texts existed."""
+    if alert.coach_message:
+        return coach_text(alert.coach_message, athlete_name)
+    return alert.message
+
+
+def _coach_text(ctx: WebContext, alert: Alert) -> str:
+    with ctx.engine.connect() as conn:
+        name = conn.execute(
+            select(Athlete.name).where(Athlete.id == alert.athlete_id)
+        ).scalar_one_or_none()
+    return coach_text_of(alert, name or alert.athlete_id)
 
 
 @router.post("/coach/ack/{token}", dependencies=[Depends(check_csrf)])
@@ -429,5 +449,6 @@ def coach_ack(request: Request, token: str) -> Response:
         alert=alert,
         token=token,
         heading=queries.rule_title(alert.rule_id),
+        text=_coach_text(ctx, alert),
         done=True,
     )
