@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from kneeguard.cli.common import database_errors, fail, load_rules, load_settings, open_database
 from kneeguard.clock import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Row
+
+# How long to wait for a digest email that another sender claimed first.
+OTHER_SENDER_WAIT_S = 30.0
 
 
 @click.group()
@@ -51,16 +60,26 @@ def digest_send(coach_id: str | None, force: bool) -> None:
     )
     outbox = Outbox(engine, transports, utcnow, escalation_hours=config.lifecycle.escalation_hours)
     outbox.run_once()
-    with engine.connect() as conn:
-        outcome = conn.execute(
-            select(Delivery.digest_id, Delivery.channel, Delivery.status, Delivery.last_error)
-            .where(Delivery.digest_id.in_(ids))
-            .order_by(Delivery.id)
-        ).all()
+
+    def outcome() -> Sequence[Row[tuple[int | None, str, str, str | None]]]:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(Delivery.digest_id, Delivery.channel, Delivery.status, Delivery.last_error)
+                .where(Delivery.digest_id.in_(ids))
+                .order_by(Delivery.id)
+            ).all()
+
+    # Another sender (the service, or this command run twice at once) may have claimed one of
+    # these deliveries first: its outcome is worth waiting for, not a failure.
+    deadline = time.monotonic() + OTHER_SENDER_WAIT_S
+    rows = outcome()
+    while any(row.status == "sending" for row in rows) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = outcome()
     if not ids:
         click.echo("no digest due")
-    for digest_id, channel, status, error in outcome:
+    for digest_id, channel, status, error in rows:
         line = f"digest {digest_id}: {channel} {status}"
         click.echo(line + (f" ({error})" if error else ""))
-    if any(status != "sent" for _, _, status, _ in outcome):
+    if any(row.status != "sent" for row in rows):
         sys.exit(1)
