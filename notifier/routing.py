@@ -4,7 +4,8 @@
 - `warning`: the athlete, on their channels, held until their quiet hours end; the coach reads
   it in the digest.
 - `urgent`: the athlete and the coach at once, quiet hours or not.
-- escalation (urgent, unacknowledged after 2 hours): the athlete again and the coach, once.
+- escalation (urgent, unacknowledged after `lifecycle.escalation_hours`, default 2): the athlete
+  again and the coach, once; a red flag reported again after acknowledgement re-arms it.
 
 `enqueue_alerts` writes outbox rows in the caller's transaction, so an alert and the deliveries
 it needs are committed together or not at all.
