@@ -1,8 +1,12 @@
 """Email delivery over SMTP: alert notices and digests as multipart/alternative mail.
 
-The server comes from `KNEEGUARD_SMTP_URL` (`SmtpSettings.from_url`). One connection per send:
-alerts are rare and a fresh connection never fails on a server-side idle timeout, which a kept
-connection would turn into a spurious transient error.
+The server comes from `KNEEGUARD_SMTP_URL` (`SmtpSettings.from_url`). A connection is reused
+for the next send while the outbox works through what is due (a burst of red flags, a digest
+round): opening one (TCP, greeting, EHLO, STARTTLS, AUTH) cost several times the hand-off of the
+message itself. The outbox closes the idle connections when it has nothing left to send
+(`close_idle`), so none is kept for a server-side idle timeout to cut; and a kept connection is
+checked with RSET before it is used again, so a connection the server has dropped costs a new
+connection, never a failed delivery.
 
 Errors are classified by what retrying could achieve (notifier.base): an SMTP 5xx reply, a
 refused login and a server that lacks a required extension are permanent; 4xx replies, refused
@@ -19,6 +23,7 @@ import contextlib
 import logging
 import smtplib
 import ssl
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -180,7 +185,8 @@ def _domain(mail_from: str) -> str:
 
 
 class EmailTransport:
-    """Sends a `Message` to a recipient's email address, one SMTP connection per send."""
+    """Sends a `Message` to a recipient's email address. Connections are reused from one send
+    to the next (each used by one thread at a time) until `close_idle`."""
 
     channel: Channel = "email"
 
@@ -193,6 +199,8 @@ class EmailTransport:
         self.mail_from = mail_from
         self._envelope_from = envelope_from
         self._tls = settings.tls_context()
+        self._idle: list[smtplib.SMTP] = []
+        self._idle_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"EmailTransport({self.settings.describe()!r}, {self.mail_from!r})"
@@ -240,7 +248,21 @@ class EmailTransport:
             raise DeliveryError(f"{server} refused recipient {recipient.id}", permanent=True)
 
     def _deliver(self, email: EmailMessage, to: str) -> dict[str, tuple[int, bytes]]:
-        """One SMTP session; returns the refused recipients (smtplib's contract)."""
+        """One mail transaction on a kept or a new connection; returns the refused recipients
+        (smtplib's contract). A connection that failed is closed, never kept."""
+        smtp = self._kept() or self._connect()
+        try:
+            refused = smtp.send_message(email, from_addr=self._envelope_from, to_addrs=[to])
+        except BaseException:
+            smtp.close()
+            raise
+        # The server has accepted the message: what happens to the connection now (kept, or
+        # closed with a QUIT that may fail) cannot turn into a failed delivery.
+        with self._idle_lock:
+            self._idle.append(smtp)
+        return refused
+
+    def _connect(self) -> smtplib.SMTP:
         s = self.settings
         smtp: smtplib.SMTP
         if s.security == "tls":
@@ -252,16 +274,35 @@ class EmailTransport:
                 smtp.starttls(context=self._tls)
             if s.username is not None:
                 smtp.login(s.username, s.password or "")
-            refused = smtp.send_message(email, from_addr=self._envelope_from, to_addrs=[to])
         except BaseException:
             smtp.close()
             raise
-        # The server has accepted the message: a failing QUIT must not turn into a failed
-        # delivery (and a duplicate alert on retry), as it would with `with smtplib.SMTP()`.
-        with contextlib.suppress(OSError):
-            smtp.quit()
-        smtp.close()
-        return refused
+        return smtp
+
+    def _kept(self) -> smtplib.SMTP | None:
+        """An idle connection that still answers RSET (a clean transaction state), or None."""
+        while True:
+            with self._idle_lock:
+                if not self._idle:
+                    return None
+                smtp = self._idle.pop()
+            try:
+                code, _ = smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                code = 0
+            if code == 250:
+                return smtp
+            log.debug("a kept SMTP connection no longer answers; opening a new one")
+            smtp.close()
+
+    def close_idle(self) -> None:
+        """QUIT and close every kept connection (the outbox calls this when it is idle)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for smtp in idle:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            smtp.close()
 
     def _scrub(self, text: str) -> str:
         """`text` with the password masked, in case a server echoes what it was sent."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 
 from db.models import Alert, Athlete, Coach, Delivery, Digest
 from notifier.base import DeliveryError, Message, NoticeLinks, Recipient, Transport
@@ -59,6 +59,15 @@ class Claimed:
 
 
 @dataclass
+class _Outcome:
+    """One delivery's outcome waiting for its commit; `error` if that commit failed."""
+
+    delivery_id: int
+    values: dict[str, Any]
+    error: Exception | None = None
+
+
+@dataclass
 class Outbox:
     engine: Engine
     transports: Mapping[str, Transport]
@@ -69,6 +78,9 @@ class Outbox:
     rng: random.Random = field(default_factory=random.Random)
     links: NoticeLinks | None = None
     escalation_hours: float = ESCALATION_HOURS
+    _outcomes: list[_Outcome] = field(default_factory=list, repr=False)
+    _outcomes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- one step at a time ----------------------------------------------------------------
 
@@ -166,8 +178,35 @@ class Outbox:
         return "failed"
 
     def _record(self, delivery_id: int, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        """Record one delivery's outcome; returns once it is committed.
+
+        Group commit: the senders of a claim finish at nearly the same time, and each commit
+        waits on the database's flush. An outcome goes into the next transaction; whoever holds
+        the commit lock writes every outcome queued by then, in one transaction, and the
+        others find theirs already written. No outcome waits for more than the commit before
+        its own, and none is left unwritten when `send` returns.
+        """
+        mine = _Outcome(delivery_id, values)
+        with self._outcomes_lock:
+            self._outcomes.append(mine)
+        with self._commit_lock:
+            with self._outcomes_lock:
+                batch, self._outcomes = self._outcomes, []
+            if batch:
+                try:
+                    with self.engine.begin() as conn:
+                        # One UPDATE per set of columns; the SET clause comes from the rows.
+                        for rows in _by_columns(batch).values():
+                            conn.execute(
+                                update(Delivery).where(Delivery.id == bindparam("delivery_id")),
+                                rows,
+                            )
+                except Exception as exc:
+                    # Each sender in the batch gets the error, as it would for its own commit.
+                    for outcome in batch:
+                        outcome.error = exc
+        if mine.error is not None:
+            raise mine.error
 
     def run_once(self) -> int:
         """Send everything due now; returns how many deliveries were attempted.
@@ -179,17 +218,33 @@ class Outbox:
         else.
         """
         attempted = 0
-        with ThreadPoolExecutor(max_workers=self.senders, thread_name_prefix="outbox") as pool:
-            while True:
-                claimed = self.claim(self.clock())
-                if not claimed:
-                    return attempted
-                if len(claimed) == 1 or self.senders <= 1:
-                    for item in claimed:
-                        self.send(item)
-                else:
-                    list(pool.map(self.send, claimed))
-                attempted += len(claimed)
+        try:
+            with ThreadPoolExecutor(max_workers=self.senders, thread_name_prefix="outbox") as pool:
+                while True:
+                    claimed = self.claim(self.clock())
+                    if not claimed:
+                        return attempted
+                    if len(claimed) == 1 or self.senders <= 1:
+                        for item in claimed:
+                            self.send(item)
+                    else:
+                        list(pool.map(self.send, claimed))
+                    attempted += len(claimed)
+        finally:
+            # Connections kept from one send to the next (SMTP) last while there is work.
+            for transport in self.transports.values():
+                close_idle = getattr(transport, "close_idle", None)
+                if close_idle is not None:
+                    close_idle()
+
+
+def _by_columns(batch: list[_Outcome]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Outcomes grouped by the columns they set, as parameter rows for one UPDATE each."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for outcome in batch:
+        keys = tuple(sorted(outcome.values))
+        groups.setdefault(keys, []).append({"delivery_id": outcome.delivery_id, **outcome.values})
+    return groups
 
 
 @dataclass

@@ -20,7 +20,7 @@ from kneeguard.admin.registry import Registry
 from kneeguard.app.delivery import build_transports
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
-from notifier.base import Channel, Message, Recipient
+from notifier.base import Channel, DeliveryError, Message, Recipient
 from notifier.outbox import Outbox, backoff
 from notifier.routing import enqueue_alerts, escalate_due, quiet_until
 from testsupport import (
@@ -238,6 +238,38 @@ def test_the_deliveries_of_one_claim_go_out_side_by_side(engine: Engine) -> None
     assert outbox.run_once() == 4
     assert {(d.status, d.attempts) for d in deliveries(engine)} == {("sent", 1)}
     assert sorted(transport.recipients) == ["ann", "ann", "cora", "cora"]
+
+
+class RefusingCoachTransport(RendezvousTransport):
+    """Side by side as above; the coach's server refuses the mail for good."""
+
+    def send(self, recipient: Recipient, message: Message) -> None:
+        super().send(recipient, message)
+        if recipient.kind == "coach":
+            raise DeliveryError("550 mailbox unavailable", permanent=True)
+
+
+def test_outcomes_that_finish_together_are_each_recorded_exactly(engine: Engine) -> None:
+    """Outcomes of one claim share commits: a sent and a failed outcome set different columns,
+    and each row still gets its own."""
+    club(engine)
+    now = datetime.now(UTC)
+    ids = [add_alert(engine, "urgent", now, rule=f"r{i}") for i in range(2)]
+    with engine.begin() as conn:
+        enqueue_alerts(conn, [(i, "opened") for i in ids], now, ("email",))
+    outbox = Outbox(engine, {"email": RefusingCoachTransport(parties=4)}, lambda: now, senders=4)
+    assert outbox.run_once() == 4
+    rows = deliveries(engine)
+    sent = [d for d in rows if d.recipient_kind == "athlete"]
+    failed = [d for d in rows if d.recipient_kind == "coach"]
+    assert {(d.status, d.attempts, d.last_error, d.due_at) for d in sent} == {
+        ("sent", 1, None, None)
+    }
+    assert all(d.sent_at is not None and d.duration_ms is not None for d in sent)
+    assert {(d.status, d.attempts, d.due_at, d.sent_at) for d in failed} == {
+        ("failed", 1, None, None)
+    }
+    assert all("550 mailbox unavailable" in (d.last_error or "") for d in failed)
 
 
 # --- two workers --------------------------------------------------------------------------------

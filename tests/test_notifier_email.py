@@ -28,7 +28,7 @@ from notifier.email import EmailTransport, SmtpSettings
 from notifier.render import render_alert
 from rules.catalog import spec
 from rules.text import render
-from testsupport import free_port, missing
+from testsupport import free_port, missing, wait_until
 
 MAIL_FROM = "KneeGuard <alerts@kneeguard.example>"
 USER = "kneeguard"
@@ -405,3 +405,94 @@ def test_address_with_a_line_break_is_permanent() -> None:
     with pytest.raises(DeliveryError) as caught:
         transport("smtp://127.0.0.1:9?timeout=1").send(bad, alert_message())
     assert caught.value.permanent
+
+
+# --- connections kept from one send to the next ---------------------------------------------
+
+
+class Counting(Inbox):
+    """Counts connections (each starts with EHLO) and the QUITs that end them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ehlo = 0
+        self.quit = 0
+
+    async def handle_EHLO(  # noqa: N802 - the name aiosmtpd calls
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.ehlo += 1
+        session.host_name = hostname  # what aiosmtpd does when no hook is set
+        return responses
+
+    async def handle_QUIT(  # noqa: N802 - the name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        self.quit += 1
+        return "221 Bye"
+
+
+def test_sends_share_one_connection_until_close_idle() -> None:
+    inbox = Counting()
+    with smtp_server(inbox) as port:
+        sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
+        for _ in range(5):
+            sender.send(ANN, alert_message())
+        assert (len(inbox.envelopes), inbox.ehlo, inbox.quit) == (5, 1, 0)
+        sender.close_idle()
+        assert wait_until(lambda: inbox.quit == 1, 5)
+        sender.send(ANN, alert_message())
+        sender.close_idle()
+        assert wait_until(lambda: inbox.quit == 2, 5)
+    assert (len(inbox.envelopes), inbox.ehlo) == (6, 2)
+    assert all(e.rcpt_tos == [ANN.email] for e in inbox.envelopes)
+
+
+def test_a_kept_connection_the_server_dropped_costs_a_new_connection_not_a_delivery() -> None:
+    port = free_port()
+    first, second = Counting(), Counting()
+    sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
+    controller = Controller(first, hostname="127.0.0.1", port=port, ready_timeout=5)
+    controller.start()
+    sender.send(ANN, alert_message())
+    controller.stop()  # the server goes away, and with it the kept connection
+    controller = Controller(second, hostname="127.0.0.1", port=port, ready_timeout=5)
+    controller.start()
+    try:
+        sender.send(ANN, alert_message())
+    finally:
+        sender.close_idle()
+        controller.stop()
+    assert (len(first.envelopes), len(second.envelopes), second.ehlo) == (1, 1, 1)
+
+
+def test_concurrent_sends_each_use_a_connection_of_their_own() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    inbox = Counting()
+    with smtp_server(inbox) as port:
+        sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda _: sender.send(ANN, alert_message()), range(40)))
+        sender.close_idle()
+        assert wait_until(lambda: inbox.quit == inbox.ehlo, 5)
+    assert len(inbox.envelopes) == 40
+    assert 1 <= inbox.ehlo <= 4
+
+
+def test_a_failed_send_does_not_keep_its_connection() -> None:
+    inbox = Counting()
+    inbox.data_reply = "451 4.3.0 try later"
+    with smtp_server(inbox) as port:
+        sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
+        with pytest.raises(DeliveryError):
+            sender.send(ANN, alert_message())
+        inbox.data_reply = None
+        sender.send(ANN, alert_message())
+        sender.close_idle()
+    assert (len(inbox.envelopes), inbox.ehlo) == (1, 2)
