@@ -35,6 +35,7 @@ def main() -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     failed = 0
+    printed: set[str] = set()
     for name in benchmark_modules():
         module = importlib.import_module(name)
         run = getattr(module, "figures", None)
@@ -48,6 +49,15 @@ def main() -> int:
             print(f"bench: {name} failed", file=sys.stderr, flush=True)
             failed += 1
             continue
+        twice = sorted({f.name for f in figures if f.name in printed}) + sorted(
+            {f.name for f in figures if [g.name for g in figures].count(f.name) > 1}
+        )
+        if twice:
+            # Each figure is one line: a name printed twice would leave readers to guess.
+            print(f"bench: {name} repeats {', '.join(twice)}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        printed.update(f.name for f in figures)
         for figure in figures:
             print(figure.line(), flush=True)
     return 1 if failed else 0

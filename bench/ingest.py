@@ -424,7 +424,7 @@ def unused_port() -> int:
 
 
 @contextmanager
-def profiler(pid: int, backend: str) -> Iterator[None]:
+def profiler(pid: int, name: str) -> Iterator[None]:
     """py-spy record of the service while the block runs, when BENCH_PYSPY names a directory."""
     directory = os.environ.get("BENCH_PYSPY")
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -446,7 +446,7 @@ def profiler(pid: int, backend: str) -> Iterator[None]:
             "raw",
             *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
             "--output",
-            str(out / f"ingest-{backend}.txt"),
+            str(out / f"{name}.txt"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -640,7 +640,7 @@ def measure_kneeguard(
         pubs.start()
         for service in services:
             service.wait_subscribed()
-        with profiler(services[0].pid, backend):
+        with profiler(services[0].pid, f"ingest-{backend}"):
             cpu_before = sum(service.cpu_seconds() for service in services)
             busy_before = machine_busy_seconds()
             pubs.fire()
@@ -767,6 +767,10 @@ def run(scale: str = "full", publishers: int | None = None) -> dict[str, float]:
         "ingest_cpu_per_message_ceiling_with_acks": with_acks.cpu_us_per_message,
         "ingest_cpu_per_message_postgresql": pg.cpu_us_per_message,
         "ingest_cpu_per_message_sqlite": lite.cpu_us_per_message,
+        "ingest_cpu_per_message_postgresql_2_replicas": pg2.cpu_us_per_message,
+        # The issue's figure: KneeGuard's CPU per message against the bare subscriber's.
+        "ingest_cpu_ratio_postgresql": pg.cpu_us_per_message / ceiling.cpu_us_per_message,
+        "ingest_cpu_ratio_sqlite": lite.cpu_us_per_message / ceiling.cpu_us_per_message,
     }
 
 
@@ -786,6 +790,9 @@ UNITS = {
     "ingest_cpu_per_message_ceiling_with_acks": "us",
     "ingest_cpu_per_message_postgresql": "us",
     "ingest_cpu_per_message_sqlite": "us",
+    "ingest_cpu_per_message_postgresql_2_replicas": "us",
+    "ingest_cpu_ratio_postgresql": "x",
+    "ingest_cpu_ratio_sqlite": "x",
 }
 
 

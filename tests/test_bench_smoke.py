@@ -30,6 +30,9 @@ def test_ingest_benchmark_completes_without_losing_or_doubling_messages() -> Non
         "ingest_cpu_per_message_ceiling",
         "ingest_cpu_per_message_postgresql",
         "ingest_cpu_per_message_sqlite",
+        "ingest_cpu_per_message_postgresql_2_replicas",
+        "ingest_cpu_ratio_postgresql",
+        "ingest_cpu_ratio_sqlite",
     ):
         assert figures[name] > 0, name
 
@@ -50,7 +53,11 @@ def test_latency_benchmark_completes() -> None:
     from bench.latency import figures
 
     values = {f.name: f.value for f in figures("tiny")}
-    assert 0 < values["redflag_latency_p50"] <= values["redflag_latency_p99"]
+    for phase in ("normal", "overload", "overload_one_session"):
+        p50, p99 = values[f"redflag_latency_{phase}_p50"], values[f"redflag_latency_{phase}_p99"]
+        assert 0 < p50 <= p99 <= values[f"redflag_latency_{phase}_max"]
+        assert values[f"redflag_background_{phase}"] > 0
+    assert values["redflag_lost"] == 0 and values["redflag_duplicated"] == 0
 
 
 @pytest.mark.postgres
