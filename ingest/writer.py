@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, tuple_
 from contract.topics import DeviceTopic, Kind, Topics
 from db.bulk import insert_new, is_unavailable
 from db.models import Checkin, DeadLetter, Device, Run
+from ingest.floods import UNLIMITED, RejectionLimit
 from ingest.messages import (
     Inbound,
     Invalid,
@@ -69,6 +70,8 @@ class Outcome:
     device: DeviceTopic | None
     errors: tuple[WireError, ...] = ()
     stored: Stored | None = None
+    # A rejection beyond its device's limit (ingest.floods): answered, but not logged.
+    quiet: bool = False
 
 
 StoredListener = Callable[[Sequence[Stored]], None]
@@ -92,6 +95,16 @@ class Writer:
     committed: int = 0
     # Called after each batch is answered, with its outcomes and the seconds it took (metrics).
     on_batch: Callable[[Sequence[Outcome], float], None] = lambda outcomes, seconds: None
+    # How many rejections per device are stored and logged (a flood is counted instead).
+    # Unlimited unless given one: the service passes KNEEGUARD_DEAD_LETTERS_PER_DEVICE_MINUTE.
+    rejections: RejectionLimit = field(default_factory=lambda: RejectionLimit(limit=UNLIMITED))
+    # Bytes held in the queue; beyond `max_queued_bytes` QoS 0 messages are dropped (QoS 1 ones
+    # are bounded by the broker's in-flight window, since they are acknowledged after storing).
+    max_queued_bytes: int = 32 * 1024 * 1024
+    queued_bytes: int = 0
+    dropped_qos0: int = 0
+    _dropping: bool = False
+    _bytes_lock: threading.Lock = field(default_factory=threading.Lock)
     # monotonic() since which the thread has held a batch it has not answered yet, else None:
     # how long the writer is stuck (a database away, a hang), for the readiness check.
     busy_since: float | None = None
@@ -101,8 +114,32 @@ class Writer:
         return self._queue.qsize()
 
     def submit(self, message: Inbound) -> None:
-        """Hand a message over; never blocks (called on the network thread)."""
+        """Hand a message over; never blocks (called on the network thread, which must keep
+        answering the broker's keepalive). A QoS 0 message is dropped while the queue holds more
+        than `max_queued_bytes`: the contract is QoS 1, and a QoS 0 flood must not grow memory
+        without bound while the database is slow or away."""
+        size = len(message.payload)
+        with self._bytes_lock:
+            if message.qos == 0 and self.queued_bytes + size > self.max_queued_bytes:
+                self.dropped_qos0 += 1
+                if not self._dropping:
+                    self._dropping = True
+                    log.warning(
+                        "writer queue holds over %d MiB: dropping QoS 0 messages until it drains",
+                        self.max_queued_bytes // (1024 * 1024),
+                    )
+                return
+            if self._dropping:
+                self._dropping = False
+                log.warning(
+                    "writer queue drained; %d QoS 0 messages dropped in all", self.dropped_qos0
+                )
+            self.queued_bytes += size
         self._queue.put(message)
+
+    def _taken(self, message: Inbound) -> None:
+        with self._bytes_lock:
+            self.queued_bytes -= len(message.payload)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
@@ -133,6 +170,7 @@ class Writer:
             first = self._queue.get()
             if first is None:
                 return
+            self._taken(first)
             batch = [first]
             done = False
             while len(batch) < self.batch_size:
@@ -143,6 +181,7 @@ class Writer:
                 if item is None:
                     done = True
                     break
+                self._taken(item)
                 batch.append(item)
             carry_on = self._handle(batch)
             if not carry_on or done:
@@ -235,6 +274,8 @@ class Writer:
             else (WireError("", "the message could not be stored"),)
         )
         invalid = Invalid(device, uuid, errors)
+        if not self.rejections.admit(_flood_key(invalid)):
+            return Outcome(message, "rejected", uuid, device, invalid.errors, quiet=True)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(DEAD_LETTERS), [self._dead_letter(message, invalid)])
@@ -273,9 +314,11 @@ class Writer:
                         ),
                     )
                 if isinstance(item, Invalid):
-                    dead.append(self._dead_letter(message, item))
+                    admitted = self.rejections.admit(_flood_key(item))
+                    if admitted:
+                        dead.append(self._dead_letter(message, item))
                     results[index] = Outcome(
-                        message, "rejected", item.uuid, item.device, item.errors
+                        message, "rejected", item.uuid, item.device, item.errors, quiet=not admitted
                     )
                     continue
                 key = (item.device.kind, item.device.athlete_id, item.uuid)
@@ -379,10 +422,19 @@ class Writer:
                 self.topics.ack(device.athlete_id, device.device_id),
                 ack_payload(outcome.uuid, outcome.status, outcome.errors),
             )
-        if outcome.status == "rejected":
+        if outcome.status == "rejected" and not outcome.quiet:
             log.warning(
                 "rejected message on %s: %s",
                 outcome.message.topic[:200],
                 describe_errors(outcome.errors)[:300],
             )
             log.debug("rejected payload (truncated): %r", outcome.message.payload[:200])
+
+
+def _flood_key(item: Invalid) -> str:
+    """Whose rejection this is: the device the topic names (the ACL confines a device to its own
+    topics), or one shared key for topics that name none."""
+    device = item.device
+    if device is None:
+        return "messages on unknown topics"
+    return f"device {device.athlete_id}/{device.device_id}"

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         default=None,
         description="PID file of a local mosquitto to send SIGHUP after credential changes.",
     )
+    dead_letters_per_device_minute: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="Rejections per device and minute kept as dead letters and logged; "
+        "beyond it they are answered and counted only.",
+    )
     dead_letter_retention_days: int = Field(
         default=30, ge=1, le=3650, description="Dead letters older than this are purged."
     )

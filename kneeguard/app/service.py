@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine
 
 from contract.topics import Kind, Topics
+from ingest.floods import RejectionLimit
 from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, BrokerConfigError, MqttConnection
 from ingest.writer import Stored, Writer
@@ -107,6 +108,7 @@ class Service:
             self.connection,
             on_stored=self.events.dispatch,
             batch_size=self.settings.ingest_batch_size,
+            rejections=RejectionLimit(limit=self.settings.dead_letters_per_device_minute),
         )
         # The check-in lane: its own broker session (so its own queue and in-flight window at
         # the broker), its own writer thread and batches.
@@ -126,6 +128,7 @@ class Service:
                 on_stored=self.events.dispatch,
                 batch_size=self.settings.ingest_batch_size,
                 name="checkin-writer",
+                rejections=self.writer.rejections,  # one limit per device across both lanes
             )
         self.metrics = Metrics(
             self.engine, lambda: sum(writer.queue_depth() for writer in self.writers)

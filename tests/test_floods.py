@@ -1,0 +1,144 @@
+"""Floods cannot grow the service's memory or its dead letters and log without bound.
+
+Reproductions: with the database locked, a QoS 0 flood of large messages grew the service from
+116 MB to 2.19 GB, and it stayed there; one device wrote 3,000 dead letters (12 MB, 3,000
+WARNING lines) in 4.4 s.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db.engine import make_engine
+from db.models import DeadLetter
+from ingest.floods import RejectionLimit
+from testsupport import (
+    CHECKIN_TOPIC,
+    DeviceClient,
+    Mosquitto,
+    checkin_payload,
+    device_client,
+    register,
+    service,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
+
+MiB = 1024 * 1024
+
+
+def rss(pid: int) -> int:
+    """Resident memory of a process, in bytes (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_qos0_flood_while_the_database_is_locked_keeps_memory_bounded(
+    sqlite_url: str, broker: Mosquitto
+) -> None:
+    engine = make_engine(sqlite_url)
+    register(engine)
+    engine.dispose()
+    path = sqlite_url.removeprefix("sqlite:///")
+    with service(sqlite_url, broker.url) as proc:
+        proc.wait_subscribed()
+        pid = proc.process.pid
+        before = rss(pid)
+        # The database is locked: the writer holds its batch and retries; nothing drains.
+        lock = sqlite3.connect(path, timeout=1)
+        lock.execute("BEGIN EXCLUSIVE")
+        blocked = checkin_payload()
+        flood = DeviceClient(broker.port)
+        try:
+            flood.publish(CHECKIN_TOPIC, blocked)
+            big = b"x" * (120 * 1024)  # under the broker's max_packet_size
+            flood.publish_many([(CHECKIN_TOPIC, big)] * 1500, qos=0)  # 180 MB
+            assert wait_until(lambda: "dropping QoS 0 messages" in proc.log, 20), proc.log
+            peak = max(rss(pid) for _ in range(5))
+        finally:
+            flood.close()
+            lock.rollback()
+            lock.close()
+        grown = (peak - before) / MiB
+        # The writer holds at most 32 MiB of QoS 0 messages; without the bound all 180 MB stayed.
+        assert grown < 90, f"grew by {grown:.0f} MiB"
+        # The network thread kept the session: no reconnect, and QoS 1 goes through afterwards.
+        with device_client(broker.port) as device:
+            after = checkin_payload()
+            device.publish(CHECKIN_TOPIC, after)
+            assert device.ack_for(after["header"]["uuid"], 60)["status"] == "accepted"
+        assert "lost the broker connection" not in proc.log
+        assert wait_until(lambda: "QoS 0 messages dropped in all" in proc.log, 10), proc.log
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.log
+
+
+def test_a_dead_letter_flood_from_one_device_is_counted_not_stored(
+    db_url: str, broker: Mosquitto
+) -> None:
+    engine = make_engine(db_url)
+    register(engine)
+    engine.dispose()
+    bad = [checkin_payload(pain_score=42) for _ in range(600)]
+    with service(db_url, broker.url) as proc, device_client(broker.port) as device:
+        proc.wait_subscribed()
+        device.publish_many([(CHECKIN_TOPIC, json.dumps(p).encode()) for p in bad])
+        # Every message is still answered and acknowledged.
+        assert wait_until(lambda: len(device.acks()) == len(bad), 60), len(device.acks())
+        assert {ack["status"] for ack in device.acks()} == {"rejected"}
+        good = checkin_payload()
+        device.publish(CHECKIN_TOPIC, good)
+        assert device.ack_for(good["header"]["uuid"])["status"] == "accepted"
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.log
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        stored = int(conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one())
+    engine.dispose()
+    assert stored == RejectionLimit().limit  # the first ones, then counted only
+    log = proc.log
+    assert log.count("rejected message on") == RejectionLimit().limit
+    assert log.count("over 100 rejected messages within 60 s") == 1  # said once
+
+
+def test_the_limit_is_per_device_and_per_window() -> None:
+    now = [0.0]
+    limit = RejectionLimit(limit=3, window=10, clock=lambda: now[0])
+    assert [limit.admit("ann/watch") for _ in range(5)] == [True, True, True, False, False]
+    assert limit.admit("bob/watch")  # another device is not held back
+    now[0] = 10.0
+    assert limit.admit("ann/watch")  # a new window
+    assert limit.suppressed_total == 2
+
+
+def test_a_packet_over_the_brokers_limit_never_reaches_the_service(
+    sqlite_url: str, broker: Mosquitto
+) -> None:
+    """max_packet_size (128 KiB in the shipped config): the broker refuses the packet and
+    disconnects its sender; the service and other devices are not affected."""
+    engine = make_engine(sqlite_url)
+    register(engine)
+    engine.dispose()
+    with service(sqlite_url, broker.url) as proc, device_client(broker.port) as device:
+        proc.wait_subscribed()
+        sender = DeviceClient(broker.port)
+        try:
+            sender.client.publish(CHECKIN_TOPIC, b"{" + b"x" * (200 * 1024), qos=1)
+            assert wait_until(lambda: not sender.client.is_connected(), 10)
+        finally:
+            sender.close()
+        fine = checkin_payload()
+        device.publish(CHECKIN_TOPIC, fine)
+        assert device.ack_for(fine["header"]["uuid"])["status"] == "accepted"
+        assert len(device.acks()) == 1  # nothing of the refused packet came through
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.log
