@@ -349,14 +349,17 @@ class Service:
     def stop(self) -> None:
         """Stop taking messages, commit and acknowledge what is held, disconnect."""
         log.info("stopping: no new messages; storing what is held")
+        if self.ingests:
+            # First of all: the web app and a running job can take seconds to end, and every
+            # message the broker hands over meanwhile would be one more to store before exit.
+            for connection in self.connections:
+                connection.stop_receiving()
         if self.web is not None:
             self.web.stop()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
             self.worker.stop()
         if self.ingests:
-            for connection in self.connections:
-                connection.stop_receiving()
             # Check-ins first: they are few, and their red flags are what must not wait.
             for writer in reversed(self.writers):
                 if not writer.stop():
