@@ -78,6 +78,9 @@ class Outbox:
     rng: random.Random = field(default_factory=random.Random)
     links: NoticeLinks | None = None
     escalation_hours: float = ESCALATION_HOURS
+    # Who claims: the same for one service instance across restarts (host and broker session),
+    # different between replicas. None: claims are not attributed and wait for STALE_CLAIM.
+    claimer: str | None = None
     _outcomes: list[_Outcome] = field(default_factory=list, repr=False)
     _outcomes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -103,7 +106,12 @@ class Outbox:
             rows = conn.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(due.scalar_subquery()))
-                .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
+                .values(
+                    status="sending",
+                    claimed_at=now,
+                    claimed_by=self.claimer,
+                    attempts=Delivery.attempts + 1,
+                )
                 .returning(
                     Delivery.id,
                     Delivery.alert_id,
@@ -117,6 +125,21 @@ class Outbox:
                 )
             ).all()
         return [Claimed(*row) for row in rows]
+
+    def take_back_own_claims(self, now: datetime) -> int:
+        """Make the deliveries this instance's previous run left `sending` (it crashed mid-send)
+        due now, instead of after STALE_CLAIM. Call once at start, before claiming anything."""
+        if self.claimer is None:
+            return 0
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(Delivery)
+                .where(Delivery.status == "sending", Delivery.claimed_by == self.claimer)
+                .values(status="failed", due_at=now, claimed_by=None)
+            ).rowcount
+        if taken:
+            log.warning("took back %d deliveries left mid-send by this service's last run", taken)
+        return int(taken or 0)
 
     def send(self, item: Claimed) -> str:
         """Send one claimed delivery and record the outcome; returns the new status."""
@@ -277,6 +300,10 @@ class OutboxWorker:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        try:
+            self.outbox.take_back_own_claims(self.outbox.clock())
+        except Exception:
+            log.exception("could not take back this service's earlier claims; they go stale")
         while not self._stop.is_set():
             self._wake.clear()
             self.busy_since = time.monotonic()

@@ -21,7 +21,7 @@ from kneeguard.app.delivery import build_transports
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from notifier.base import Channel, DeliveryError, Message, Recipient
-from notifier.outbox import Outbox, backoff
+from notifier.outbox import Outbox, OutboxWorker, backoff
 from notifier.routing import enqueue_alerts, escalate_due, quiet_until
 from testsupport import (
     CHECKIN_TOPIC,
@@ -432,3 +432,35 @@ def test_digest_send_for_an_unknown_coach_is_a_usage_error(
     club(engine)
     result = kneeguard(db_url, "digest", "send", "--coach", "nobody", KNEEGUARD_SMTP_URL=smtp.url)
     assert result.returncode == 2 and "unknown coach 'nobody'" in result.stderr
+
+
+def test_a_restarted_service_takes_back_its_own_claims_at_once(
+    engine: Engine, db_url: str, smtp: SmtpSink
+) -> None:
+    """A worker that crashed mid-send left its deliveries `sending`: the same instance takes
+    them back as soon as it starts again (the claimer is recorded), where they used to wait five
+    minutes; another instance's fresh claims stay its own."""
+    club(engine)
+    now = datetime.now(UTC)
+    mine = add_alert(engine, "urgent", now)
+    with engine.begin() as conn:
+        enqueue_alerts(conn, [(mine, "opened")], now, ("email",))
+    transports = build_transports(settings_for(db_url, smtp))
+    crashed = Outbox(engine, transports, lambda: now, claimer="host/kneeguard/kneeguard-ingest")
+    assert len(crashed.claim(now)) == 2  # athlete and coach; then the process dies
+    theirs = add_alert(engine, "urgent", now, rule="pain.locking")
+    with engine.begin() as conn:
+        enqueue_alerts(conn, [(theirs, "opened")], now, ("email",))
+    other = Outbox(engine, transports, lambda: now, claimer="host/kneeguard-2/kneeguard-ingest")
+    assert len(other.claim(now)) == 2  # a live replica, busy sending these
+
+    restarted = Outbox(engine, transports, lambda: now, claimer="host/kneeguard/kneeguard-ingest")
+    worker = OutboxWorker(restarted, poll_seconds=60)
+    worker.start()
+    try:
+        assert wait_until(lambda: len(smtp.messages) == 2, 10), deliveries(engine)
+    finally:
+        worker.stop()
+    rows = {(d.alert_id, d.status) for d in deliveries(engine)}
+    assert rows == {(mine, "sent"), (theirs, "sending")}
+    assert len(smtp.messages) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -46,6 +47,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESUBSCRIBE_SECONDS = 300.0
+
+
+def claimer_name(broker_user: str | None, client_id: str) -> str:
+    """Who this service instance is when it claims deliveries: its host and broker identity,
+    which stay the same across its restarts and differ between replicas (each has a broker user
+    of its own: the broker binds sessions to users)."""
+    return f"{socket.gethostname()}/{broker_user or '-'}/{client_id}"[:200]
 
 
 class ServiceError(RuntimeError):
@@ -145,6 +153,7 @@ class Service:
             self.transports,
             self.clock,
             escalation_hours=self.rules_config.lifecycle.escalation_hours,
+            claimer=claimer_name(address.username, self.settings.mqtt_client_id),
         )
         self.worker = OutboxWorker(self.outbox)
         self.rules = RuleEngine(
