@@ -190,6 +190,10 @@ def test_environment_names_are_settings(services: dict[str, dict[str, Any]]) -> 
         assert env["KNEEGUARD_DATABASE_URL"].startswith("postgresql+psycopg://kneeguard:")
         assert env["KNEEGUARD_DATABASE_URL"].endswith("@postgres:5432/kneeguard")
         assert re.fullmatch(r"mqtt://kneeguard:.+@mosquitto:1883", env["KNEEGUARD_MQTT_URL"])
+        # Check-ins on a session of their own, under the user init-auth.sh creates.
+        assert re.fullmatch(
+            r"mqtt://kneeguard-checkin:.+@mosquitto:1883", env["KNEEGUARD_MQTT_CHECKIN_URL"]
+        )
         assert env["KNEEGUARD_SMTP_URL"].endswith("smtp://mailpit:1025}")
 
 
