@@ -12,6 +12,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -24,6 +25,7 @@ from testsupport import (
     Mosquitto,
     checkin_payload,
     device_client,
+    free_port,
     register,
     service,
     wait_until,
@@ -49,7 +51,8 @@ def test_a_qos0_flood_while_the_database_is_locked_keeps_memory_bounded(
     register(engine)
     engine.dispose()
     path = sqlite_url.removeprefix("sqlite:///")
-    with service(sqlite_url, broker.url) as proc:
+    bind = f"127.0.0.1:{free_port()}"
+    with service(sqlite_url, broker.url, KNEEGUARD_WEB_BIND=bind) as proc:
         proc.wait_subscribed()
         pid = proc.process.pid
         before = rss(pid)
@@ -77,6 +80,9 @@ def test_a_qos0_flood_while_the_database_is_locked_keeps_memory_bounded(
             device.publish(CHECKIN_TOPIC, after)
             assert device.ack_for(after["header"]["uuid"], 60)["status"] == "accepted"
         assert "lost the broker connection" not in proc.log
+        metrics = httpx.get(f"http://{bind}/metrics", timeout=10).text
+        dropped = [line for line in metrics.splitlines() if line.startswith("kneeguard_qos0_d")]
+        assert dropped and float(dropped[0].split()[-1]) > 0, dropped
         assert wait_until(lambda: "QoS 0 messages dropped in all" in proc.log, 10), proc.log
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0, proc.log

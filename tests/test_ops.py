@@ -185,6 +185,8 @@ def test_metrics_count_messages_batches_alerts_and_deliveries(
         assert metric(text, "kneeguard_writer_batch_seconds_count") >= 1
         assert "kneeguard_writer_queue_depth 0.0" in text
         assert "kneeguard_rule_sweep_seconds_count 0.0" in text
+        assert "kneeguard_qos0_dropped_total 0.0" in text
+        assert "kneeguard_rejections_not_stored_total 0.0" in text
         opened = [
             line for line in text.splitlines() if line.startswith("kneeguard_alerts_opened_total{")
         ]

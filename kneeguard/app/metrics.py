@@ -60,6 +60,27 @@ class DatabaseTotals(Collector):
         yield alerts
 
 
+class Shed(Collector):
+    """What the writers let go under a flood, read at scrape time: QoS 0 messages dropped while
+    the queue was full, and rejections answered but not stored (over a device's limit)."""
+
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Any]:
+        dropped, unstored = self.read()
+        yield CounterMetricFamily(
+            "kneeguard_qos0_dropped",
+            "QoS 0 messages dropped while the writer's queue was over its bound.",
+            value=dropped,
+        )
+        yield CounterMetricFamily(
+            "kneeguard_rejections_not_stored",
+            "Rejected messages over their device's dead-letter limit: answered, not stored.",
+            value=unstored,
+        )
+
+
 class Metrics:
     """Every metric of one service."""
 
@@ -96,6 +117,10 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(DatabaseTotals(engine))
+
+    def watch_shedding(self, read: Callable[[], tuple[int, int]]) -> None:
+        """Report (QoS 0 dropped, rejections not stored), as `read` gives them when scraped."""
+        self.registry.register(Shed(read))
 
     def message_received(self, topic: str) -> None:
         kind = topic.rsplit("/", 1)[-1]

@@ -143,6 +143,12 @@ class Service:
         )
         for writer in self.writers:
             writer.on_batch = self.metrics.batch_answered
+        self.metrics.watch_shedding(
+            lambda: (
+                sum(writer.dropped_qos0 for writer in self.writers),
+                self.writer.rejections.suppressed_total,  # shared by both lanes
+            )
+        )
         self.readiness = Readiness(self)
         # In-app alerts go out on the check-in session when there is one: the PUBACK the
         # delivery waits for then does not queue behind a burst of runs on the same socket.
