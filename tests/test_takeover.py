@@ -26,7 +26,9 @@ from testsupport import (
     SERVICE_PASSWORD,
     SERVICE_USER,
     DeployMosquitto,
+    free_port,
     run_payload,
+    self_signed_certificate,
     wait_until,
 )
 
@@ -243,3 +245,29 @@ def test_replicas_with_their_own_service_users_keep_their_sessions(
     finally:
         for connection in connections:
             connection.stop()
+
+
+def test_over_tls_too_a_device_cannot_take_the_services_session(tmp_path: Path) -> None:
+    """The shipped TLS listener (deploy/mosquitto/tls.conf) binds client ids as well."""
+    cert, key = self_signed_certificate(tmp_path / "certs")
+    mosq = DeployMosquitto(tmp_path / "broker", tls_port=free_port(), certfile=cert, keyfile=key)
+    mosq.prepare()
+    set_password(mosq.password_file, "ann.watch", DEVICES[("ann", "watch")])
+    write_acl(mosq.acl_file, TOPICS, [("ann", "watch")])
+    mosq.start()
+    try:
+        svc = service(mosq.port).start()
+        try:
+            assert mosq.tls_port is not None
+            for client_id in SERVICE_IDS:
+                attacker = device(mosq.tls_port, "ann", client_id, clean_session=True)
+                attacker.client.tls_set(ca_certs=str(cert))
+                attacker.start()
+                attacker.stop()
+                assert attacker.connects == 1
+            assert not wait_until(lambda: svc.disconnects > 0, 1.5)
+            assert svc.connects == 1
+        finally:
+            svc.stop()
+    finally:
+        mosq.stop()
