@@ -72,7 +72,9 @@ class Running:
 
 
 @contextmanager
-def running(db_url: str, broker_url: str, smtp: SmtpSink) -> Iterator[Running]:
+def running(
+    db_url: str, broker_url: str, smtp: SmtpSink, only: str | None = None
+) -> Iterator[Running]:
     bind = f"127.0.0.1:{free_port()}"
     settings = Settings(
         database_url=db_url,
@@ -83,7 +85,7 @@ def running(db_url: str, broker_url: str, smtp: SmtpSink) -> Iterator[Running]:
         _env_file=None,
     )
     engine = make_engine(db_url)
-    svc = Service(settings, engine, serve_web=True, first_run_delay=timedelta(hours=1))
+    svc = Service(settings, engine, only=only, serve_web=True, first_run_delay=timedelta(hours=1))
     svc.start()
     try:
         assert wait_until(lambda: svc.web is not None and svc.web.started, 15)
@@ -138,6 +140,27 @@ def test_readyz_follows_the_database_the_broker_and_the_threads(
             # The writer's own end-of-work mark ends its thread, as a crash in it would.
             run.service.writer._queue.put(None)
             assert wait_until(lambda: run.unready_because("writer"), 10), run.readyz()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_ingest_replica_serves_the_operators_endpoints_and_nothing_else(
+    db_url: str, broker: Mosquitto, smtp: SmtpSink
+) -> None:
+    """`kneeguard run --only ingest` has no web app, but its readiness and metrics are served,
+    so `kneeguard health` and the monitoring work for every replica."""
+    engine = make_engine(db_url)
+    register(engine)
+    engine.dispose()
+    with running(db_url, broker.url, smtp, only="ingest") as run:
+        health = kneeguard(db_url, "health", KNEEGUARD_WEB_BIND=run.web_bind)
+        assert health.returncode == 0 and health.stdout.strip() == "ready", health
+        assert "kneeguard_" in run.metrics()
+        for path in ("/coach", "/api/v1/athletes", "/openapi.json"):
+            assert httpx.get(f"{run.base}{path}", timeout=15).status_code == 404, path
+        run.service.writer._queue.put(None)
+        assert wait_until(lambda: run.unready_because("writer"), 10), run.readyz()
+        health = kneeguard(db_url, "health", KNEEGUARD_WEB_BIND=run.web_bind)
+        assert_user_error(health, 1, "not ready")
 
 
 def test_health_without_a_running_service_says_so(sqlite_url: str) -> None:

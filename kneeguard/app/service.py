@@ -178,6 +178,8 @@ class Service:
         self.prompt_sender: PromptSender | None = None
         if self.only == "web" or (self.only is None and self.serve_web):
             self.web = self._build_web()
+        elif self.only == "ingest" and self.serve_web:
+            self.web = self._build_ops_web()
 
     @property
     def ingests(self) -> bool:
@@ -204,6 +206,14 @@ class Service:
         ctx.extra["readiness"] = self.readiness.reasons
         ctx.extra["metrics"] = self.metrics.registry
         return WebServer(ctx, self.settings.web_bind)
+
+    def _build_ops_web(self) -> WebServer:
+        """An ingest replica serves /healthz, /readyz and /metrics, and nothing else."""
+        from kneeguard.web.ops import ops_app
+        from kneeguard.web.server import WebServer
+
+        extra = {"readiness": self.readiness.reasons, "metrics": self.metrics.registry}
+        return WebServer(None, self.settings.web_bind, app=ops_app(extra))
 
     def _submit(self, message: Inbound) -> None:
         self.metrics.message_received(message.topic)

@@ -8,9 +8,10 @@ the monitoring can reach it, or filter these paths at the reverse proxy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -50,3 +51,13 @@ async def metrics(request: Request) -> Response:
         return Response(status_code=404)
     body = await run_in_threadpool(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def ops_app(extra: dict[str, Any]) -> FastAPI:
+    """The operators' endpoints alone, for a service that runs without the web app (`kneeguard
+    run --only ingest`): its readiness and metrics are there for `kneeguard health` and for the
+    monitoring, and nothing else is served."""
+    app = FastAPI(title="KneeGuard operations", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = SimpleNamespace(extra=extra)
+    app.include_router(router)
+    return app

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from contract.topics import Topics
@@ -47,11 +48,15 @@ def build_context(
 class WebServer:
     """The web app on `KNEEGUARD_WEB_BIND`, on a thread of its own."""
 
-    def __init__(self, ctx: WebContext, bind: str) -> None:
+    def __init__(self, ctx: WebContext | None, bind: str, app: FastAPI | None = None) -> None:
+        """Serves `create_app(ctx)`, or `app` when given (the operators' endpoints alone)."""
         host, port = split_bind(bind)
         self.ctx = ctx
+        if app is None:
+            assert ctx is not None, "a web app needs its context"
+            app = create_app(ctx)
         self.config = uvicorn.Config(
-            create_app(ctx),
+            app,
             host=host,
             port=port,
             log_config=None,
