@@ -27,15 +27,18 @@ typecheck: $(STAMP)
 chromium:
 	@[ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "warning: could not install chromium; the browser tests skip (and fail under CI=true)"
 
+# One worker per core (pytest-xdist); a test module stays on one worker, so its fixtures and
+# servers are set up once. Every test has its own ports, broker and databases.
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP) chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 
 # The quick part for day-to-day work: lint, types and the suite without the slow fault, crash and
 # benchmark tests and without the browser tests. `make test` still runs everything.
 test-fast: lint typecheck $(STAMP)
-	$(BIN)/pytest -m "not slow and not browser"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
