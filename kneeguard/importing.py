@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from ingest.files.importer import FileOutcome, check_athlete, import_bytes, iter_import
 from ingest.writer import StoredListener
-from kneeguard.app.delivery import build_transports
+from kneeguard.app.delivery import alert_deliveries, service_channels
 from kneeguard.clock import Clock, utcnow
 from kneeguard.settings import Settings
-from notifier.routing import enqueue_alerts
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.store import Change
@@ -73,18 +72,10 @@ class ActivityImport:
         return self.rules.evaluate_athletes(athletes, now)
 
 
-def _never_publish(topic: str, payload: bytes) -> None:
-    raise RuntimeError("this process has no broker connection")  # pragma: no cover
-
-
 def standalone(
     engine: Engine, settings: Settings, config: RulesConfig, clock: Clock = utcnow
 ) -> ActivityImport:
     """For a process without the service (the command line): alerts it opens get the outbox
     rows the running service would write, and that service's outbox worker delivers them."""
-    channels = tuple(build_transports(settings, _never_publish))
-
-    def write_deliveries(conn: Connection, changes: Sequence[Change], now: datetime) -> None:
-        enqueue_alerts(conn, [(c.alert_id, c.kind) for c in changes], now, channels)
-
-    return ActivityImport(engine, RuleEngine(engine, config, write_changes=write_deliveries), clock)
+    write = alert_deliveries(service_channels(settings))
+    return ActivityImport(engine, RuleEngine(engine, config, write_changes=write), clock)

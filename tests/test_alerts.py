@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from db.models import Prompt, Run
+from db.models import Alert, Delivery, Prompt, Run
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from rules.config import RulesConfig
@@ -236,6 +236,22 @@ def test_alert_command_errors(db: Engine, db_url: str, args: list[str], message:
     result = kneeguard(db_url, *args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_alert_opened_by_rules_run_is_handed_to_the_outbox(db: Engine, db_url: str) -> None:
+    """The command opened alerts but wrote no outbox rows, so nobody was ever told of them; the
+    running service's outbox worker now sends them like any other."""
+    add_checkin(db, NOW - timedelta(hours=1), 3, "daily", locking=True)
+    assert kneeguard(db_url, "rules", "run", "--now", NOW.isoformat()).returncode == 0
+    with db.connect() as conn:
+        alert_id = conn.execute(select(Alert.id)).scalar_one()
+        routes = conn.execute(
+            select(Delivery.recipient_kind, Delivery.channel, Delivery.status).where(
+                Delivery.alert_id == alert_id
+            )
+        ).all()
+    assert ("athlete", "email", "pending") in {tuple(r) for r in routes}
+    assert ("coach", "email", "pending") in {tuple(r) for r in routes}
 
 
 def test_a_sweep_dated_in_the_future_changes_no_alert(db: Engine, db_url: str) -> None:

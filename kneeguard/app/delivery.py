@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from kneeguard.settings import Settings
 from notifier.base import Transport
 from notifier.email import EmailTransport, SmtpSettings
 from notifier.inapp import MqttAlertTransport
 from notifier.ntfy import NtfyTransport
+from notifier.routing import enqueue_alerts
 from notifier.webhook import WebhookTransport
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from rules.store import Change
 
 
 class DeliveryConfigError(ValueError):
@@ -38,3 +46,26 @@ def build_transports(
     if publish is not None:
         transports["inapp"] = MqttAlertTransport(publish, settings.topic_prefix)
     return transports
+
+
+WriteDeliveries = Callable[["Connection", Sequence["Change"], datetime], None]
+
+
+def alert_deliveries(channels: Collection[str]) -> WriteDeliveries:
+    """What the rule engine calls in an alert change's transaction: the outbox rows of each
+    notice (one per alert event), on the given channels."""
+
+    def write(conn: Connection, changes: Sequence[Change], now: datetime) -> None:
+        enqueue_alerts(conn, [(c.alert_id, c.kind, c.event_id) for c in changes], now, channels)
+
+    return write
+
+
+def _no_broker(topic: str, payload: bytes) -> None:
+    raise RuntimeError("this process has no broker connection")  # pragma: no cover
+
+
+def service_channels(settings: Settings) -> tuple[str, ...]:
+    """The channels the running service delivers on, for a process (a command) that only writes
+    outbox rows for that service's outbox worker to send. Raises `DeliveryConfigError`."""
+    return tuple(build_transports(settings, _no_broker))

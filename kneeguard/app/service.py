@@ -26,7 +26,7 @@ from ingest.messages import Inbound
 from ingest.mqtt import BrokerAddress, BrokerConfigError, MqttConnection
 from ingest.writer import Stored, Writer
 from kneeguard.admin.retention import purge
-from kneeguard.app.delivery import build_transports
+from kneeguard.app.delivery import alert_deliveries, build_transports
 from kneeguard.app.events import Events
 from kneeguard.app.health import Readiness
 from kneeguard.app.metrics import Metrics
@@ -35,7 +35,7 @@ from kneeguard.importing import ActivityImport
 from kneeguard.settings import Settings
 from notifier.digest import send_due_digests
 from notifier.outbox import Outbox, OutboxWorker
-from notifier.routing import enqueue_alerts, escalate_due
+from notifier.routing import escalate_due
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.store import Change
@@ -249,12 +249,7 @@ class Service:
         self.rules.checkins_stored([item.id for item in stored], self.clock())
 
     def _write_deliveries(self, conn: Connection, changes: Sequence[Change], now: datetime) -> None:
-        enqueue_alerts(
-            conn,
-            [(c.alert_id, c.kind, c.event_id) for c in changes],
-            now,
-            tuple(self.transports),
-        )
+        alert_deliveries(tuple(self.transports))(conn, changes, now)
 
     def _alerts_changed(self, changes: Sequence[Change]) -> None:
         # An urgent alert goes out now, not at the next poll.
