@@ -312,3 +312,38 @@ def test_the_alerts_page_filters_by_status_severity_and_athlete(web_sqlite: WebA
     assert 'href="/coach/athletes/a2"' in bo and 'href="/coach/athletes/a1"' not in bo
     assert "No alerts match." in resolved
     assert odd.status_code == 200 and "<b>" not in odd.text
+
+
+def test_a_coach_uploads_an_athletes_activity_file(web_sqlite: WebApp) -> None:
+    """The upload on the coach's athlete page: the same import as the runner's upload and
+    `kneeguard import`, for the coach's own athletes only."""
+    from datetime import UTC, datetime, timedelta
+
+    from db.models import Run
+    from testsupport.fitfiles import Leg, fit_bytes
+
+    data = fit_bytes([Leg(start=datetime.now(UTC) - timedelta(hours=5), distance_m=8000.0)])
+    path = "/coach/athletes/a1/upload"
+    with web_sqlite.client() as client:
+        sign_in(web_sqlite, client, "c1")
+        page = client.get("/coach/athletes/a1")
+        assert f'action="{path}"' in page.text
+        csrf = {"csrf_token": hidden(page.text, "csrf_token")}
+        first = client.post(path, data=csrf, files={"file": ("long.fit", data)})
+        again = client.post(path, data=csrf, files={"file": ("long.fit", data)})
+        junk = client.post(path, data=csrf, files={"file": ("notes.tcx", b"<tcx>no")})
+        empty = client.post(path, data=csrf)
+        forged = client.post(path, files={"file": ("long.fit", data)})
+        theirs = client.post(
+            "/coach/athletes/b1/upload", data=csrf, files={"file": ("long.fit", data)}
+        )
+    assert first.status_code == 200 and "imported" in first.text and "8.00 km" in first.text
+    assert "Ann Runner" in first.text  # back on the athlete's page
+    assert again.status_code == 200 and "already imported" in again.text
+    assert junk.status_code == 400 and "could not be imported" in junk.text
+    assert empty.status_code == 400 and "Please choose" in empty.text
+    assert forged.status_code == 403
+    assert theirs.status_code == 404
+    with web_sqlite.engine.connect() as conn:
+        runs = conn.execute(select(Run.athlete_id, Run.distance_m)).all()
+    assert [tuple(row) for row in runs] == [("a1", 8000.0)]

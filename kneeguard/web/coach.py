@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select, update
 
@@ -22,6 +23,7 @@ from kneeguard.web.checkin import signs_of
 from kneeguard.web.context import WebContext
 from kneeguard.web.queries import orm
 from kneeguard.web.security import SESSION_AGE, LinkError, token_hash
+from kneeguard.web.uploads import UploadResult, receive_upload
 from notifier.base import Message, Recipient
 from notifier.charts import chart_data, svg
 from rules.store import AlertNotFoundError, acknowledge, resolve
@@ -206,7 +208,29 @@ def athlete_chart(ctx: WebContext, athlete_id: str, timezone: str) -> str:
 @router.get("/coach/athletes/{athlete_id}")
 def athlete_page(request: Request, athlete_id: str, coach: CoachPage) -> Response:
     ctx = context_of(request)
-    athlete = _scoped_athlete(ctx, coach, athlete_id)
+    return _athlete_page(request, ctx, coach, _scoped_athlete(ctx, coach, athlete_id))
+
+
+@router.post("/coach/athletes/{athlete_id}/upload", dependencies=[Depends(check_csrf)])
+async def athlete_upload(request: Request, athlete_id: str, coach: CoachPage) -> Response:
+    """A coach uploads one of the athlete's FIT, GPX or TCX files: the same import as the
+    runner's upload and `kneeguard import`; only for the coach's own athletes."""
+    ctx = context_of(request)
+    athlete = await run_in_threadpool(_scoped_athlete, ctx, coach, athlete_id)
+    result = await receive_upload(request, ctx, athlete.id, athlete.timezone)
+    return await run_in_threadpool(
+        _athlete_page, request, ctx, coach, athlete, 400 if result.error else 200, result
+    )
+
+
+def _athlete_page(
+    request: Request,
+    ctx: WebContext,
+    coach: Coach,
+    athlete: Any,
+    status: int = 200,
+    upload: UploadResult | None = None,
+) -> Response:
     with ctx.engine.connect() as conn:
         runs = queries.runs(conn, athlete.id, limit=10)
         checks = queries.checkins(conn, athlete.id, limit=10)
@@ -214,6 +238,8 @@ def athlete_page(request: Request, athlete_id: str, coach: CoachPage) -> Respons
     return render(
         request,
         "athlete.html",
+        status,
+        upload=upload,
         title=athlete.name,
         coach=coach,
         athlete=athlete,

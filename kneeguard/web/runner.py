@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid as uuidlib
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -39,6 +38,7 @@ from kneeguard.web.security import (
     LinkError,
     link_generation,
 )
+from kneeguard.web.uploads import receive_upload
 from rules.store import AlertNotFoundError, acknowledge
 
 router = APIRouter(include_in_schema=False)
@@ -237,38 +237,18 @@ def upload_form(request: Request, token: str) -> Response:
 @router.post("/r/{token}/upload", dependencies=[Depends(check_csrf)])
 async def upload_file(request: Request, token: str) -> Response:
     """One FIT, GPX or TCX file, stored through the same import as `kneeguard import`."""
-    from ingest.files.source import MAX_FILE_BYTES
-
     ctx = context_of(request)
     athlete = await run_in_threadpool(_link_athlete, ctx, token)
-    form = await request.form()
-    sent = form.get("file")
-    error: str | None = None
-    lines: list[str] = []
-    if ctx.upload is None:
-        raise HTTPException(503, "Uploads are not available on this server.")
-    if sent is None or isinstance(sent, str) or not sent.filename:
-        error = "Please choose a FIT, GPX or TCX file."
-    else:
-        data = await sent.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            error = f"The file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB."
-        elif not data:
-            error = "The file is empty."
-        else:
-            outcome = await run_in_threadpool(ctx.upload, athlete.id, sent.filename, data)
-            lines = [outcome.line(ZoneInfo(athlete.timezone))]
-            if outcome.refused:
-                error = "This file could not be imported."
+    result = await receive_upload(request, ctx, athlete.id, athlete.timezone)
     return render(
         request,
         "upload.html",
-        400 if error else 200,
+        400 if result.error else 200,
         title="Upload a run",
         token=token,
         athlete=athlete,
-        error=error,
-        lines=lines,
+        error=result.error,
+        lines=result.lines,
     )
 
 
