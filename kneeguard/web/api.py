@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from db.models import ApiToken, Coach
 from kneeguard.web import queries
 from kneeguard.web.app import context_of
+from kneeguard.web.checkin import reported_signs
 from kneeguard.web.coach import coach_name, csv_response, export_csv
 from kneeguard.web.security import token_hash
 from rules.store import acknowledge
@@ -180,20 +181,6 @@ def get_runs(
         ]
 
 
-SYMPTOMS = (
-    "swelling",
-    "locking",
-    "giving_way",
-    "cannot_bear_weight",
-    "night_pain",
-    "fever",
-    "trauma",
-    "redness_warmth",
-    "numbness",
-    "stopped_run",
-)
-
-
 @router.get(
     "/athletes/{athlete_id}/checkins",
     response_model=list[CheckinOut],
@@ -211,7 +198,7 @@ def get_checkins(
                 recorded_at=c.recorded_at,
                 context=c.context,
                 pain_score=c.pain_score,
-                symptoms=[s for s in SYMPTOMS if getattr(c, s)],
+                symptoms=reported_signs(c),
                 ostrc=[c.ostrc_q1, c.ostrc_q2, c.ostrc_q3, c.ostrc_q4]
                 if c.ostrc_q1 is not None
                 else None,

@@ -79,10 +79,15 @@ def has_stopped_run() -> bool:
     return "stopped_run" in CheckinBody.model_fields
 
 
+def reported_signs(checkin: object) -> list[str]:
+    """The symptoms (and a stopped run) a stored check-in reports, by field name."""
+    names = [*symptom_names(), *(["stopped_run"] if has_stopped_run() else [])]
+    return [name for name in names if getattr(checkin, name, False)]
+
+
 def signs_of(checkin: object) -> list[str]:
     """The symptoms (and a stopped run) a stored check-in reports, in words."""
-    names = [*symptom_names(), *(["stopped_run"] if has_stopped_run() else [])]
-    return [name.replace("_", " ") for name in names if getattr(checkin, name, False)]
+    return [name.replace("_", " ") for name in reported_signs(checkin)]
 
 
 @dataclass
