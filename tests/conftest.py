@@ -27,6 +27,7 @@ from testsupport import (
     register,
     running_service,
 )
+from testsupport.web import SECRET, WebApp, seed, serve
 
 settings.register_profile("kneeguard", max_examples=60, deadline=None)
 settings.load_profile("kneeguard")
@@ -124,3 +125,19 @@ def running(db_url: str, broker: Mosquitto) -> Iterator[Running]:
     """The service in this process on each backend, its club registered, a device connected."""
     with running_service(db_url, broker) as started:
         yield started
+
+
+@pytest.fixture
+def web(db_url: str) -> Iterator[WebApp]:
+    """The web app alone on each backend, with two coaches and their athletes (`seed`)."""
+    with serve(db_url, secret_key=SECRET) as app:
+        seed(app.engine)
+        yield app
+
+
+@pytest.fixture
+def web_sqlite(sqlite_url: str) -> Iterator[WebApp]:
+    """The same, on SQLite only."""
+    with serve(sqlite_url, secret_key=SECRET) as app:
+        seed(app.engine)
+        yield app

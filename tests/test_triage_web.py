@@ -4,18 +4,8 @@ the third person; never the runner's second-person text."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 
-import pytest
-
-from testsupport.web import SECRET, WebApp, alert_of, api_token, seed, serve, submit, use
-
-
-@pytest.fixture
-def web(db_url: str) -> Iterator[WebApp]:
-    with serve(db_url, secret_key=SECRET) as app:
-        seed(app.engine)
-        yield app
+from testsupport.web import WebApp, alert_of, api_token, submit, use
 
 
 def test_the_coachs_pages_show_the_coach_text(web: WebApp) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 
 from db.models import Alert, CoachSignIn
@@ -26,20 +24,6 @@ from testsupport.web import (
     submit,
     use,
 )
-
-
-@pytest.fixture
-def web(db_url: str) -> Iterator[WebApp]:
-    with serve(db_url, secret_key=SECRET) as app:
-        seed(app.engine)
-        yield app
-
-
-@pytest.fixture
-def web_sqlite(sqlite_url: str) -> Iterator[WebApp]:
-    with serve(sqlite_url, secret_key=SECRET) as app:
-        seed(app.engine)
-        yield app
 
 
 def request_link(app: WebApp, client: httpx.Client, email: str) -> httpx.Response:

@@ -36,13 +36,6 @@ from testsupport.web import (
 
 
 @pytest.fixture
-def web(db_url: str) -> Iterator[WebApp]:
-    with serve(db_url, secret_key=SECRET) as app:
-        seed(app.engine)
-        yield app
-
-
-@pytest.fixture
 def web_sqlite(sqlite_url: str) -> Iterator[WebApp]:
     with serve(sqlite_url) as app:
         seed(app.engine)
