@@ -65,7 +65,9 @@ class Message:
 
     `subject` is the email subject and the push title; `text` the plain-text body and the push
     message; `html` the email's HTML alternative; `severity` sets push priority; `data` is the
-    JSON document for in-app and webhook deliveries.
+    JSON document for in-app and webhook deliveries. `reference` names the delivery and is the
+    same on every attempt, so a message sent again after a crash can be recognised as the same
+    one (the email's Message-ID).
     """
 
     subject: str
@@ -76,6 +78,7 @@ class Message:
     data: Mapping[str, Any] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
     images: tuple[InlineImage, ...] = ()
+    reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,14 +155,21 @@ def build_email(
 
     `Auto-Submitted: auto-generated` (RFC 3834) stops well-behaved autoresponders from answering
     an alert; the Message-ID uses the sender's domain so it does not depend on the local host
-    name. Raises `ValueError` for an unusable address or a header with a line break.
+    name, and the message's `reference` when it has one, so an email sent again after a crash
+    has the Message-ID of the first. Raises `ValueError` for an unusable address or a header
+    with a line break.
     """
     email = EmailMessage()
     email["From"] = mail_from
     email["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
     email["Subject"] = message.subject
     email["Date"] = format_datetime(now or datetime.now(UTC))
-    email["Message-ID"] = make_msgid(domain=_domain(mail_from))
+    domain = _domain(mail_from)
+    email["Message-ID"] = (
+        f"<{message.reference}@{domain}>"
+        if message.reference is not None
+        else make_msgid(domain=domain)
+    )
     email["Auto-Submitted"] = "auto-generated"
     # Exchange/Outlook ignore Auto-Submitted; this asks them not to send out-of-office replies.
     email["X-Auto-Response-Suppress"] = "All"

@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
@@ -150,7 +150,7 @@ class Outbox:
                 raise DeliveryError(f"channel {item.channel} is not configured", permanent=True)
             with self.engine.connect() as conn:
                 recipient, message = load_notice(conn, item, self.links, self.escalation_hours)
-            transport.send(recipient, message)
+            transport.send(recipient, replace(message, reference=delivery_reference(item)))
         except DeliveryError as exc:
             return self._failed(item, str(exc), exc.permanent)
         except LookupError as exc:
@@ -318,6 +318,14 @@ class OutboxWorker:
 
 
 # --- what a delivery says ---------------------------------------------------------------------
+
+
+def delivery_reference(item: Claimed) -> str:
+    """The same for every attempt of one delivery and different between deliveries, also those
+    of another database (the row's creation time in microseconds beside its id); safe as the
+    left-hand side of a Message-ID (RFC 5322 dot-atom)."""
+    created = int(item.created_at.replace(tzinfo=item.created_at.tzinfo or UTC).timestamp() * 1e6)
+    return f"kneeguard.delivery.{item.id}.{created}"
 
 
 def load_notice(

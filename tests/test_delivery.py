@@ -464,3 +464,41 @@ def test_a_restarted_service_takes_back_its_own_claims_at_once(
     rows = {(d.alert_id, d.status) for d in deliveries(engine)}
     assert rows == {(mine, "sent"), (theirs, "sending")}
     assert len(smtp.messages) == 2
+
+
+class _Killed(BaseException):
+    """The process dying between an email leaving and its `sent` record."""
+
+
+def test_an_email_sent_again_after_a_crash_keeps_its_message_id(
+    engine: Engine, db_url: str, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one duplicate a crash can cause (the email left, its `sent` record did not) carries
+    the Message-ID of the first, so mail programs can tell it is the same message; different
+    deliveries have different Message-IDs."""
+    club(engine)
+    now = datetime.now(UTC)
+    alert = add_alert(engine, "urgent", now)
+    with engine.begin() as conn:
+        enqueue_alerts(conn, [(alert, "opened")], now, ("email",))
+    transports = build_transports(settings_for(db_url, smtp))
+    crashed = Outbox(engine, transports, lambda: now, claimer="host/kneeguard/kneeguard-ingest")
+    first, _ = crashed.claim(now)
+
+    def die(*_: object, **__: object) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(crashed, "_record", die)
+    with pytest.raises(_Killed):
+        crashed.send(first)
+    assert len(smtp.messages) == 1
+
+    restarted = Outbox(engine, transports, lambda: now, claimer="host/kneeguard/kneeguard-ingest")
+    assert restarted.take_back_own_claims(now) == 2
+    restarted.run_once()
+    assert {d.status for d in deliveries(engine)} == {"sent"}
+    ids = [m["Message-ID"] for _, m in smtp.messages]
+    assert len(ids) == 3 and ids.count(ids[0]) == 2 and len(set(ids)) == 2, ids
+    assert ids[0].startswith(f"<kneeguard.delivery.{first.id}.") and ids[0].endswith(
+        "@kneeguard.example>"
+    ), ids
