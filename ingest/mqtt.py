@@ -19,7 +19,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from db.urls import check_password_encoded, redact_url
 from ingest.messages import Inbound
@@ -31,10 +34,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# CONNACK reason codes after which retrying cannot help (paho maps MQTT 3.1.1 codes onto these).
+PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+
+# Every subscription at QoS 1 with the retain flag kept as the device published it.
+SUBSCRIBE_OPTIONS = SubscribeOptions(qos=1, retainAsPublished=True)
+# MQTT 5 session expiry interval meaning "never" (4294967295 s).
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
+# CONNACK reason codes after which retrying cannot help.
 _FATAL_CONNACK = {
     133: "the broker refused the client id",
     134: "the broker refused the credentials (bad user name or password)",
+    132: "the broker does not speak MQTT 5; upgrade it, or add ?protocol=3.1.1 to the URL",
     135: "the broker refused the credentials (not authorized)",
     140: "the broker refused the authentication method",
 }
@@ -54,6 +65,9 @@ class BrokerAddress:
     username: str | None
     password: str | None
     cafile: str | None = None
+    # "5", or "3.1.1" for a broker without MQTT 5 (`?protocol=3.1.1`): then a retained publish
+    # forwarded live reaches the service unflagged and cannot be refused.
+    protocol: str = "5"
 
     @classmethod
     def from_url(cls, url: str) -> BrokerAddress:
@@ -76,6 +90,11 @@ class BrokerAddress:
         tls = parts.scheme == "mqtts"
         query = parse_qs(parts.query)
         cafile = query.get("cafile", [None])[0]
+        protocol = query.get("protocol", ["5"])[0]
+        if protocol not in PROTOCOLS:
+            raise BrokerConfigError(
+                f"broker URL: protocol must be {' or '.join(PROTOCOLS)}, not {protocol!r}"
+            )
         return cls(
             host=parts.hostname,
             port=port or (8883 if tls else 1883),
@@ -83,6 +102,7 @@ class BrokerAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             cafile=cafile,
+            protocol=protocol,
         )
 
     def describe(self) -> str:
@@ -180,11 +200,22 @@ class MqttConnection:
         self._publish_lock = threading.Lock()
         # Topics whose retained message this connection cleared, and how many echoes are due.
         self._cleared: dict[str, int] = {}
+        # MQTT 5, for one subscription option: "retain as published". Under MQTT 3.1.1 the
+        # broker clears the retain flag of a message it forwards live, so a device's retained
+        # publish could not be told from any other and was stored; now it arrives flagged and is
+        # rejected (DESIGN.md: retained publishes are never stored).
+        self._v5 = address.protocol == "5"
+        if not self._v5:
+            log.warning(
+                "MQTT %s: a retained publish forwarded live cannot be told from any other and "
+                "is stored; use a broker with MQTT 5 to refuse it",
+                address.protocol,
+            )
         client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
-            protocol=MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self._v5 else False,
+            protocol=PROTOCOLS[address.protocol],
             manual_ack=True,
         )
         client.enable_logger(logging.getLogger("ingest.paho"))
@@ -216,15 +247,21 @@ class MqttConnection:
     def start(self) -> None:
         """Connect in the background; paho keeps reconnecting with backoff until `stop`."""
         log.info("connecting to broker %s", self.address.describe())
-        self._client.connect_async(self.address.host, self.address.port, keepalive=30)
+        # A persistent session, as MQTT 3.1.1's clean_session=False gave: resumed on every
+        # connect and kept by the broker while the service is away, for as long as it is away.
+        if not self._v5:
+            self._client.connect_async(self.address.host, self.address.port, keepalive=30)
+        else:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+            self._client.connect_async(
+                self.address.host,
+                self.address.port,
+                keepalive=30,
+                clean_start=False,
+                properties=properties,
+            )
         self._client.loop_start()
-
-    def resubscribe(self) -> None:
-        """SUBSCRIBE again to the same filters: nothing is lost (the subscriptions are replaced,
-        not removed), and the broker re-sends any retained message on them, which
-        `_on_message` rejects and clears. Shared subscriptions get no retained messages."""
-        if self.ready.is_set():
-            self._client.subscribe([(topic, 1) for topic in self._subscriptions])
 
     def stop_receiving(self) -> None:
         """Take no more messages: anything arriving now stays unacknowledged for redelivery."""
@@ -291,7 +328,12 @@ class MqttConnection:
                     return
                 log.warning("broker refused the connection: %s; retrying", reason_code)
                 return
-            result, mid = client.subscribe([(topic, 1) for topic in self._subscriptions])
+            if self._v5:
+                result, mid = client.subscribe(
+                    [(topic, SUBSCRIBE_OPTIONS) for topic in self._subscriptions]
+                )
+            else:
+                result, mid = client.subscribe([(topic, 1) for topic in self._subscriptions])
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.error("subscribing failed: %s", mqtt.error_string(result))
                 return
@@ -377,11 +419,11 @@ class MqttConnection:
             topic = msg.topic if isinstance(msg.topic, str) else ""
             payload = bytes(msg.payload)
             if msg.retain and payload:
-                # A device's retained message: rejected by decode, and cleared here, or the
-                # broker would hand it out again on every subscribe (an empty retained publish
-                # deletes it). Its empty echo is dropped below.
+                # A device's retained message, live or kept by the broker: rejected by decode,
+                # and cleared here, or the broker would hand it out again on every subscribe (an
+                # empty retained publish deletes it). Its empty echo is dropped below.
                 self._clear_retained(client, topic)
-            elif not payload and not msg.retain and self._take_cleared(topic):
+            elif not payload and self._take_cleared(topic):
                 self.ack(msg.mid, msg.qos)
                 return
             self._sink(

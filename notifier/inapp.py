@@ -6,8 +6,8 @@ the service's own broker connection. The callable must publish at QoS 1 and retu
 broker has acknowledged (PUBACK), raising otherwise; every such failure is transient.
 
 A retried delivery may reach an app twice (the first PUBACK can be lost after the broker got the
-message); apps de-duplicate on `alert_id`. A publish the broker's ACL denies is acknowledged
-like any other under MQTT 3.1.1, so it cannot be detected here.
+message); apps de-duplicate on `alert_id`. A publish the broker's ACL denies is not detected
+here: only the PUBACK's arrival is awaited, not its reason code.
 """
 
 from __future__ import annotations

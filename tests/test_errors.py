@@ -213,3 +213,9 @@ def test_a_postgresql_url_without_its_driver_names_the_right_one(scheme: str) ->
         result = kneeguard(url, *command)
         assert_user_error(result, 2, "postgresql+psycopg://")
         assert "secret" not in result.stderr
+
+
+def test_a_broker_url_with_an_unknown_protocol_is_one_line(tmp_path: Path) -> None:
+    url, _ = fresh_database(tmp_path)
+    result = kneeguard(url, "run", KNEEGUARD_MQTT_URL="mqtt://127.0.0.1:1?protocol=4")
+    assert_user_error(result, 2, "protocol must be 5 or 3.1.1, not '4'")

@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESUBSCRIBE_SECONDS = 300.0
-
 
 def claimer_name(broker_user: str | None, client_id: str) -> str:
     """Who this service instance is when it claims deliveries: its host and broker identity,
@@ -397,13 +395,7 @@ class Service:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         self.start()
-        resubscribe_at = time.monotonic() + RESUBSCRIBE_SECONDS
         while not self.stop_requested.wait(0.5):
-            if self.ingests and time.monotonic() >= resubscribe_at:
-                # A device's live retained publish reaches us unflagged; its retained copy is
-                # re-sent (flagged) on a SUBSCRIBE, and then rejected and cleared.
-                resubscribe_at = time.monotonic() + RESUBSCRIBE_SECONDS
-                self.connection.resubscribe()
             if self.web is not None and self.web.failed:
                 self.stop()
                 raise ServiceError(f"the web app could not serve on {self.settings.web_bind}")

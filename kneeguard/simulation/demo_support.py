@@ -103,8 +103,8 @@ def discard_session(url: str, client_id: str, timeout: float = 5.0) -> None:
 class EmbeddedBroker:
     """An amqtt broker on 127.0.0.1, in its own thread and event loop — for demos only.
 
-    Anonymous, no ACL, in memory. The service and the simulator talk to it exactly as to
-    mosquitto (MQTT 3.1.1, QoS 1, the service's persistent session).
+    Anonymous, no ACL, in memory, MQTT 3.1.1 only: the service talks to it with 3.1.1 (QoS 1,
+    its persistent session), so a retained publish forwarded live is not refused here.
     """
 
     def __init__(self, port: int | None = None) -> None:
@@ -117,7 +117,8 @@ class EmbeddedBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        # amqtt speaks MQTT 3.1.1 only.
+        return f"mqtt://127.0.0.1:{self.port}?protocol=3.1.1"
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         try:
