@@ -10,23 +10,29 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from db.engine import make_engine
+from db.engine import make_engine, session_factory
 from db.models import DeadLetter
 from ingest.floods import RejectionLimit
+from kneeguard.admin.registry import Registry
 from testsupport import (
     CHECKIN_TOPIC,
+    PREFIX,
+    RUN_TOPIC,
     DeviceClient,
     Mosquitto,
     checkin_payload,
     device_client,
     free_port,
     register,
+    run_payload,
     service,
     wait_until,
 )
@@ -148,3 +154,55 @@ def test_a_packet_over_the_brokers_limit_never_reaches_the_service(
         assert len(device.acks()) == 1  # nothing of the refused packet came through
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0, proc.log
+
+
+def test_a_device_filling_the_services_queue_delays_others_but_loses_nothing(
+    sqlite_url: str, broker: Mosquitto
+) -> None:
+    """Mosquitto 2.0 bounds what it queues for each receiving client (`max_queued_bytes`, 256 MiB
+    in the shipped config) but has no quota per publisher: while the service is away, one device
+    can fill the service's queue, and the broker drops what other devices publish after it. What
+    it cannot do: stop a red flag (check-ins have a session and a queue of their own), or lose a
+    run of a device that keeps every message until its ack (docs/PROTOCOL.md, section 9)."""
+    engine = make_engine(sqlite_url)
+    register(engine)
+    Registry(session_factory(engine)).add_athlete(
+        athlete_id="bob", name="Bob", email="bob@example.com", coach_id="cora"
+    )
+    Registry(session_factory(engine)).add_device(athlete_id="bob", device_id="band")
+    engine.dispose()
+    lanes = {"KNEEGUARD_MQTT_CHECKIN_URL": broker.checkin_url}
+    with service(sqlite_url, broker.url, **lanes) as proc:
+        assert wait_until(lambda: proc.log.count("subscribed to") == 2, 20), proc.log
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.log
+
+    # Away: 2,300 payloads of 120 KiB (under the broker's packet limit, over the contract's
+    # 64 KiB) on Ann's run topic are some 270 MiB for the service's run session.
+    flood = [
+        json.dumps({"header": {"uuid": str(uuid.uuid4())}, "x": "y" * 120 * 1024}).encode()
+        for _ in range(2_300)
+    ]
+    run = run_payload()
+    checkin = checkin_payload(pain_score=3, symptoms={"locking": True})
+    with device_client(broker.port) as device:
+        device.publish_many([(RUN_TOPIC, payload) for payload in flood])
+        assert "dropped" in broker.log(), broker.log()[-2000:]
+        device.publish(f"{PREFIX}/bob/band/run", run)  # dropped for the run session
+        device.publish(f"{PREFIX}/bob/band/checkin", checkin)
+
+        with service(sqlite_url, broker.url, **lanes) as proc:
+            assert device.ack_for(checkin["header"]["uuid"], 30)["status"] == "accepted"
+            # The run session drains the flood: rejected, acknowledged; Bob's run is not there.
+            seen = -1
+            while len(device.acks()) != seen:  # until no ack came for a second
+                seen = len(device.acks())
+                time.sleep(1)
+            others = [a for a in device.acks() if a["uuid"] != checkin["header"]["uuid"]]
+            assert others and all(a["status"] == "rejected" for a in others)
+            assert not [a for a in device.acks() if a["uuid"] == run["header"]["uuid"]]
+            # Bob's device publishes the run again, same uuid, as the protocol tells it to.
+            device.publish(f"{PREFIX}/bob/band/run", run)
+            assert device.ack_for(run["header"]["uuid"], 30)["status"] == "accepted"
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 0, proc.log
