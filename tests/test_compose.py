@@ -358,3 +358,11 @@ def test_operations_guide_uses_only_real_commands() -> None:
     assert len(invocations) >= 10
     for args in invocations:
         resolve(args)
+
+
+def test_the_service_keeps_its_host_name_when_recreated(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Delivery claims are named by host (kneeguard/app/service.py, `claimer_name`): a container
+    recreated with a new random host name would leave its predecessor's claims to go stale."""
+    assert services["kneeguard"].get("hostname") == "kneeguard"
