@@ -95,8 +95,16 @@ class NoticeLinks(Protocol):
     know how links are signed)."""
 
     def for_alert(
-        self, recipient_kind: str, recipient_id: str, athlete_id: str, alert_id: int
-    ) -> NoticeLink | None: ...
+        self,
+        recipient_kind: str,
+        recipient_id: str,
+        athlete_id: str,
+        alert_id: int,
+        generation: int | None = None,
+    ) -> NoticeLink | None:
+        """`generation`: the athlete's current link generation, when the caller has read it
+        with the alert (else the links read it themselves)."""
+        ...
 
     def dashboard(self, athlete_id: str | None = None) -> str:
         """The coach's team overview, or one athlete's page."""

@@ -3,8 +3,9 @@
 The server comes from `KNEEGUARD_SMTP_URL` (`SmtpSettings.from_url`). A connection is reused
 for the next send while the outbox works through what is due (a burst of red flags, a digest
 round): opening one (TCP, greeting, EHLO, STARTTLS, AUTH) cost several times the hand-off of the
-message itself. The outbox closes the idle connections when it has nothing left to send
-(`close_idle`), so none is kept for a server-side idle timeout to cut; and a kept connection is
+message itself. The outbox closes the idle connections once it has had nothing to send for a
+poll interval (`close_idle`; red flags come one by one, a few tens of milliseconds apart), so
+none is kept for a server-side idle timeout to cut; and a kept connection is
 checked with RSET before it is used again, so a connection the server has dropped costs a new
 connection, never a failed delivery.
 

@@ -5,24 +5,27 @@ channel is touched; afterwards it is `sent` with the duration, or `failed` with 
 the next attempt (exponential backoff with jitter, capped at an hour), or `dead` once it has
 failed for 24 hours. A permanent error (SMTP 5xx, HTTP 4xx but 429) leaves the row `failed`
 with no next attempt. Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL and SQLite's single
-writer elsewhere, so any number of workers never send one row twice.
+writer elsewhere, so any number of workers never send one row twice. Deliveries of urgent
+alerts are claimed first, then those of warnings, then digests and the rest: a red flag never
+waits behind bulk mail.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, case, or_, select, update
 
-from db.models import Alert, Athlete, Coach, Delivery, Digest
+from db.models import Alert, Athlete, AthleteLink, Coach, Delivery, Digest
 from notifier.base import DeliveryError, Message, NoticeLinks, Recipient, Transport
 from notifier.digest_charts import decorate
 from notifier.render import ESCALATION_HOURS, render_alert
@@ -56,6 +59,9 @@ class Claimed:
     channel: str
     attempts: int
     created_at: datetime
+    # What an alert notice says, read in the claim's transaction (`notice_rows`); None for a
+    # digest, or when the alert is gone, and then `load_notice` reads it.
+    notice: Row[Any] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -84,25 +90,35 @@ class Outbox:
     _outcomes: list[_Outcome] = field(default_factory=list, repr=False)
     _outcomes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _senders_changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _nudged: bool = field(default=False, repr=False)
 
     # --- one step at a time ----------------------------------------------------------------
 
-    def claim(self, now: datetime) -> list[Claimed]:
-        """Mark up to `batch` due rows `sending` and return them."""
+    def claim(self, now: datetime, limit: int | None = None) -> list[Claimed]:
+        """Mark up to `limit` (default `batch`) due rows `sending` and return them.
+
+        Most urgent first: the deliveries of urgent alerts, then of warnings, then the rest
+        (digests, check-in prompts), each oldest due first. A red flag written while a round of
+        digests is due goes out with the next claim, not after the digests.
+        """
+        rank = case((Alert.severity == "urgent", 0), (Alert.severity == "warning", 1), else_=2)
         due = (
             select(Delivery.id)
+            .outerjoin(Alert, Alert.id == Delivery.alert_id)
             .where(
                 or_(
                     and_(Delivery.status.in_(("pending", "failed")), Delivery.due_at <= now),
                     and_(Delivery.status == "sending", Delivery.claimed_at <= now - STALE_CLAIM),
                 )
             )
-            .order_by(Delivery.due_at, Delivery.id)
-            .limit(self.batch)
+            .order_by(rank, Delivery.due_at, Delivery.id)
+            .limit(limit or self.batch)
         )
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
+                # Only the deliveries are locked: the alerts they join stay free for the rules.
+                due = due.with_for_update(skip_locked=True, of=Delivery)
             rows = conn.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(due.scalar_subquery()))
@@ -124,7 +140,14 @@ class Outbox:
                     Delivery.created_at,
                 )
             ).all()
-        return [Claimed(*row) for row in rows]
+            claimed = [Claimed(*row) for row in rows]
+            # The notices of the claimed alert deliveries, in one statement on this connection:
+            # read one by one at sending time (alert, athlete, recipient, link generation), on
+            # connections of their own, they were the largest part of a send.
+            notices = notice_rows(conn, [c.id for c in claimed if c.alert_id is not None])
+        for item in claimed:
+            item.notice = notices.get(item.id)
+        return claimed
 
     def take_back_own_claims(self, now: datetime) -> int:
         """Make the deliveries this instance's previous run left `sending` (it crashed mid-send)
@@ -148,8 +171,13 @@ class Outbox:
             transport = self.transports.get(item.channel)
             if transport is None:
                 raise DeliveryError(f"channel {item.channel} is not configured", permanent=True)
-            with self.engine.connect() as conn:
-                recipient, message = load_notice(conn, item, self.links, self.escalation_hours)
+            if item.notice is not None:
+                recipient, message = render_notice(
+                    item, item.notice, self.links, self.escalation_hours
+                )
+            else:
+                with self.engine.connect() as conn:
+                    recipient, message = load_notice(conn, item, self.links, self.escalation_hours)
             transport.send(recipient, replace(message, reference=delivery_reference(item)))
         except DeliveryError as exc:
             return self._failed(item, str(exc), exc.permanent)
@@ -231,34 +259,118 @@ class Outbox:
         if mine.error is not None:
             raise mine.error
 
-    def run_once(self) -> int:
+    def run_once(self, *, close_idle: bool = True) -> int:
         """Send everything due now; returns how many deliveries were attempted.
 
-        The deliveries of one claim go out up to `senders` at a time: each waits on a server
-        (SMTP, the broker's PUBACK, ntfy, a webhook), and one after another an urgent alert's
-        email waited behind every delivery claimed before it. Each delivery is claimed by one
-        caller only and records its own outcome, so sending them side by side changes nothing
-        else.
+        Up to `senders` deliveries go out side by side: each waits on a server (SMTP, the
+        broker's PUBACK, ntfy, a webhook). Claimed rows wait in a small local queue, most
+        urgent first, and a sender that is done takes the next one at once; a claim is made
+        when fewer rows are queued than there are senders, or as soon as new deliveries are
+        written (`nudge`), so a red flag waits for one send at most, never for a whole claim
+        to finish. At most `batch` rows are claimed and not yet done at any time. Each
+        delivery is claimed by one caller only and records its own outcome, so sending them
+        side by side changes nothing else. `close_idle`: close the connections kept from one
+        send to the next (SMTP) at the end; the worker keeps them while work keeps coming.
         """
-        attempted = 0
         try:
-            with ThreadPoolExecutor(max_workers=self.senders, thread_name_prefix="outbox") as pool:
-                while True:
-                    claimed = self.claim(self.clock())
-                    if not claimed:
-                        return attempted
-                    if len(claimed) == 1 or self.senders <= 1:
-                        for item in claimed:
-                            self.send(item)
-                    else:
-                        list(pool.map(self.send, claimed))
-                    attempted += len(claimed)
+            with ThreadPoolExecutor(
+                max_workers=max(1, self.senders), thread_name_prefix="outbox"
+            ) as pool:
+                return self._send_while_due(pool)
         finally:
-            # Connections kept from one send to the next (SMTP) last while there is work.
-            for transport in self.transports.values():
-                close_idle = getattr(transport, "close_idle", None)
-                if close_idle is not None:
-                    close_idle()
+            if close_idle:
+                self.close_idle()
+
+    def _send_while_due(self, pool: ThreadPoolExecutor) -> int:
+        senders = max(1, self.senders)
+        # Claims of several rows each: a claim is a transaction of its own, and one claim per
+        # row made the claiming thread the bottleneck of a burst.
+        limit = max(1, min(self.batch, 3 * senders))
+        state = _Senders(free=senders)
+        queued: list[tuple[int, int, Claimed]] = []  # (rank, id, row): a heap
+        attempted = 0
+        drained = False  # the last claim found fewer rows than it asked for
+
+        def finished(future: Future[str]) -> None:
+            with self._senders_changed:
+                state.free += 1
+                if future.exception() is not None and state.error is None:
+                    state.error = future.exception()
+                self._senders_changed.notify_all()
+
+        try:
+            while True:
+                with self._senders_changed:
+                    if state.error is not None:
+                        break
+                    if self._nudged:
+                        self._nudged, drained = False, False
+                    busy = senders - state.free
+                room = limit - len(queued) - busy
+                if not drained and len(queued) < senders and room > 0:
+                    claimed = self.claim(self.clock(), room)
+                    drained = len(claimed) < room
+                    for item in claimed:
+                        heapq.heappush(queued, (_rank(item), item.id, item))
+                    attempted += len(claimed)
+                with self._senders_changed:
+                    starting = min(state.free, len(queued))
+                    state.free -= starting
+                    busy = senders - state.free
+                for _ in range(starting):
+                    item = heapq.heappop(queued)[2]
+                    pool.submit(self.send, item).add_done_callback(finished)
+                if drained and not queued and busy == 0:
+                    break  # nothing due, nothing under way
+                with self._senders_changed:
+                    room = limit - len(queued) - busy
+                    if not drained and len(queued) < senders and room > 0:
+                        continue  # claim again: there is room and more may be due
+
+                    def changed(busy: int = busy) -> bool:
+                        # A sender finished (or failed), or new deliveries were written.
+                        return senders - state.free != busy or self._nudged
+
+                    self._senders_changed.wait_for(changed)
+        finally:
+            # Rows claimed here are sent whatever stopped the loop: left `sending`, they would
+            # wait for STALE_CLAIM.
+            while queued:
+                pool.submit(self.send, heapq.heappop(queued)[2]).add_done_callback(finished)
+            pool.shutdown(wait=True)
+        if state.error is not None:
+            raise state.error
+        return attempted
+
+    def nudge(self) -> None:
+        """New deliveries were written: a run waiting for a sender to finish claims again."""
+        with self._senders_changed:
+            self._nudged = True
+            self._senders_changed.notify_all()
+
+    def close_idle(self) -> None:
+        """Close the connections transports keep from one send to the next (SMTP)."""
+        for transport in self.transports.values():
+            close = getattr(transport, "close_idle", None)
+            if close is not None:
+                close()
+
+
+@dataclass
+class _Senders:
+    """How many of a run's senders are free, and the first error one of them raised."""
+
+    free: int
+    error: BaseException | None = None
+
+
+_RANK = {"urgent": 0, "warning": 1}
+
+
+def _rank(item: Claimed) -> int:
+    """Sending order within a run, as in `claim`: urgent alerts, warnings, then the rest."""
+    severity = item.notice.severity if item.notice is not None else None
+    return _RANK.get(severity or "", 2)
 
 
 def _by_columns(batch: list[_Outcome]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
@@ -285,6 +397,7 @@ class OutboxWorker:
 
     def wake(self) -> None:
         self._wake.set()
+        self.outbox.nudge()
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -308,13 +421,23 @@ class OutboxWorker:
             self._wake.clear()
             self.busy_since = time.monotonic()
             try:
-                self.outbox.run_once()
+                # Connections are kept between runs while work keeps coming (red flags are
+                # written one by one), and closed once a whole poll interval passed without.
+                self.outbox.run_once(close_idle=False)
             except Exception:
                 log.exception("outbox run failed; trying again shortly")
             finally:
                 self.busy_since = None
                 self.runs += 1
-            self._wake.wait(self.poll_seconds)
+            if not self._wake.wait(self.poll_seconds):
+                self._close_idle()
+        self._close_idle()
+
+    def _close_idle(self) -> None:
+        try:
+            self.outbox.close_idle()
+        except Exception:
+            log.exception("could not close the outbox's idle connections")
 
 
 # --- what a delivery says ---------------------------------------------------------------------
@@ -336,8 +459,8 @@ def load_notice(
 ) -> tuple[Recipient, Message]:
     """The recipient and the rendered message of a claimed delivery; an escalation states
     `escalation_hours`, the configured `lifecycle.escalation_hours`."""
-    recipient = load_recipient(conn, item.recipient_kind, item.recipient_id)
     if item.digest_id is not None:
+        recipient = load_recipient(conn, item.recipient_kind, item.recipient_id)
         digest = conn.execute(select(Digest).where(Digest.id == item.digest_id)).one_or_none()
         if digest is None:
             raise LookupError(f"digest {item.digest_id}")
@@ -351,32 +474,110 @@ def load_notice(
             tags=("digest",),
             data=digest.data,
         )
-    alert = conn.execute(select(Alert).where(Alert.id == item.alert_id)).one_or_none()
-    if alert is None:
+    row = notice_rows(conn, [item.id]).get(item.id)
+    if row is None:
         raise LookupError(f"alert {item.alert_id}")
-    athlete = conn.execute(
-        select(Athlete.name, Athlete.email).where(Athlete.id == alert.athlete_id)
-    ).one()
+    return render_notice(item, row, links, escalation_hours)
+
+
+def notice_rows(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """Per alert delivery id: its alert, the alert's athlete (the recipient, or named in a
+    coach's notice), the athlete's link generation and, for a coach, the coach; one statement
+    for all. A delivery whose alert is gone is missing."""
+    if not delivery_ids:
+        return {}
+    rows = conn.execute(
+        select(
+            Delivery.id.label("delivery_id"),
+            Alert.id,
+            Alert.athlete_id,
+            Alert.rule_id,
+            Alert.severity,
+            Alert.recommendation,
+            Alert.message,
+            Alert.coach_message,
+            Alert.evidence,
+            Alert.opened_at,
+            Athlete.name.label("athlete_name"),
+            Athlete.email.label("athlete_email"),
+            Athlete.timezone.label("athlete_timezone"),
+            Athlete.ntfy_topic,
+            AthleteLink.generation.label("link_generation"),
+            Coach.id.label("coach_id"),
+            Coach.name.label("coach_name"),
+            Coach.email.label("coach_email"),
+            Coach.timezone.label("coach_timezone"),
+            Coach.webhook_url,
+            Coach.webhook_secret,
+        )
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .join(Athlete, Athlete.id == Alert.athlete_id)
+        .outerjoin(AthleteLink, AthleteLink.athlete_id == Alert.athlete_id)
+        .outerjoin(
+            Coach, and_(Delivery.recipient_kind == "coach", Coach.id == Delivery.recipient_id)
+        )
+        .where(Delivery.id.in_(list(delivery_ids)))
+    ).all()
+    return {row.delivery_id: row for row in rows}
+
+
+def render_notice(
+    item: Claimed,
+    row: Row[Any],
+    links: NoticeLinks | None = None,
+    escalation_hours: float = ESCALATION_HOURS,
+) -> tuple[Recipient, Message]:
+    """The recipient and the message of an alert delivery, from its `notice_rows` row."""
+    if item.recipient_kind == "coach":
+        if row.coach_id is None:
+            raise LookupError(f"coach {item.recipient_id}")
+        recipient = Recipient(
+            kind="coach",
+            id=row.coach_id,
+            name=row.coach_name,
+            email=row.coach_email,
+            timezone=row.coach_timezone,
+            webhook_url=row.webhook_url,
+            webhook_secret=row.webhook_secret,
+        )
+    elif item.recipient_id == row.athlete_id:
+        recipient = Recipient(
+            kind="athlete",
+            id=row.athlete_id,
+            name=row.athlete_name,
+            email=row.athlete_email,
+            timezone=row.athlete_timezone,
+            athlete_id=row.athlete_id,
+            ntfy_topic=row.ntfy_topic,
+        )
+    else:
+        raise LookupError(f"athlete {item.recipient_id} for an alert of {row.athlete_id}")
     message = render_alert(
-        alert_id=alert.id,
-        athlete_id=alert.athlete_id,
-        athlete_name=athlete.name,
-        rule_id=alert.rule_id,
-        severity=alert.severity,
-        recommendation=alert.recommendation,
-        text=alert.message,
-        evidence=alert.evidence,
+        alert_id=row.id,
+        athlete_id=row.athlete_id,
+        athlete_name=row.athlete_name,
+        rule_id=row.rule_id,
+        severity=row.severity,
+        recommendation=row.recommendation,
+        text=row.message,
+        evidence=row.evidence,
         reason=item.reason,
         audience=item.recipient_kind,
-        opened_at=alert.opened_at,
+        opened_at=row.opened_at,
         timezone=recipient.timezone,
         link=(
-            links.for_alert(item.recipient_kind, item.recipient_id, alert.athlete_id, alert.id)
+            links.for_alert(
+                item.recipient_kind,
+                item.recipient_id,
+                row.athlete_id,
+                row.id,
+                generation=row.link_generation or 0,
+            )
             if links is not None
             else None
         ),
-        coach_text=alert.coach_message,
-        athlete_email=athlete.email,
+        coach_text=row.coach_message,
+        athlete_email=row.athlete_email,
         escalation_hours=escalation_hours,
     )
     return recipient, message

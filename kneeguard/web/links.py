@@ -82,18 +82,25 @@ __all__ = ["AthleteLinks", "Links"]
 @dataclass(frozen=True)
 class NoticeLinksFromDb:
     """`notifier.base.NoticeLinks` for the outbox: the athlete's current link generation is read
-    when the notice is rendered."""
+    when the notice is rendered (by the outbox, in the query that reads the alert)."""
 
     links: Links
     engine: Engine
 
     def for_alert(
-        self, recipient_kind: str, recipient_id: str, athlete_id: str, alert_id: int
+        self,
+        recipient_kind: str,
+        recipient_id: str,
+        athlete_id: str,
+        alert_id: int,
+        generation: int | None = None,
     ) -> NoticeLink | None:
         if recipient_kind == "coach":
             return NoticeLink(self.links.coach_alert(recipient_id, alert_id))
-        with self.engine.connect() as conn:
-            links = self.links.athlete_links(conn, athlete_id)
+        if generation is None:
+            with self.engine.connect() as conn:
+                generation = link_generation(conn, athlete_id)
+        links = AthleteLinks(self.links, athlete_id, generation)
         return NoticeLink(links.alert(alert_id), links.alert_hook(alert_id))
 
     def dashboard(self, athlete_id: str | None = None) -> str:
