@@ -7,6 +7,7 @@ else sees them, and acknowledges a message to the broker only when told to (paho
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -151,6 +153,36 @@ class ReadBufferedSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+
+def _decode_publish_fast(
+    original: Callable[[int, bytes | bytearray, MQTTProtocolVersion], _packet.PublishPacket],
+) -> Callable[[int, bytes | bytearray, MQTTProtocolVersion], _packet.PublishPacket]:
+    """paho's PUBLISH decoder, without building a `Properties` for an MQTT 5 PUBLISH that has
+    none (what devices send): that object and its parsing were some 20-30 µs of every message,
+    a fifth of the service's CPU per message. Such a packet is the MQTT 3.1.1 packet plus one
+    zero byte after the packet id, and is decoded as that; its message's `properties` is None.
+    Anything else, malformed packets included, goes to paho's decoder unchanged."""
+
+    @functools.wraps(original)
+    def decode(
+        header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion
+    ) -> _packet.PublishPacket:
+        if protocol == MQTTProtocolVersion.MQTTv5 and len(packet) > 2:
+            topic_length = (packet[0] << 8) | packet[1]
+            at = 2 + topic_length + (2 if header & 0x06 else 0)
+            if topic_length and len(packet) > at and packet[at] == 0:
+                return original(
+                    header, packet[:at] + packet[at + 1 :], MQTTProtocolVersion.MQTTv311
+                )
+        return original(header, packet, protocol)
+
+    decode.kneeguard_fast = True  # type: ignore[attr-defined]
+    return decode
+
+
+if not getattr(_packet.decode_publish, "kneeguard_fast", False):
+    _packet.decode_publish = _decode_publish_fast(_packet.decode_publish)  # type: ignore[assignment]
 
 
 class _Client(mqtt.Client):
