@@ -27,8 +27,9 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Literal
@@ -149,6 +150,28 @@ class SmtpSettings:
         return ssl.create_default_context(cafile=cafile)
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, with the class of each header name made once.
+
+    The stock registry makes a new class (`type(...)`) for every header it parses, again for
+    every email: about a sixth of the CPU time of building one here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+_POLICY = default_policy.clone(header_factory=_HeaderClasses())
+
+
 def build_email(
     recipient: Recipient, message: Message, mail_from: str, *, now: datetime | None = None
 ) -> EmailMessage:
@@ -160,7 +183,7 @@ def build_email(
     has the Message-ID of the first. Raises `ValueError` for an unusable address or a header
     with a line break.
     """
-    email = EmailMessage()
+    email = EmailMessage(policy=_POLICY)
     email["From"] = mail_from
     email["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
     email["Subject"] = message.subject
