@@ -1,13 +1,21 @@
-"""`kneeguard demo`, shortened, as a newcomer runs it: with the configured broker, and with
-nothing listening there (the embedded broker); plus its mail folder and broker probe."""
+"""`kneeguard demo`, shortened, as a newcomer runs it: with a configured development broker, and
+with nothing listening there or the service's broker account configured (the embedded broker);
+plus its mail folder and broker probe."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from click.testing import CliRunner, Result
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from db.engine import make_engine
@@ -16,7 +24,15 @@ from kneeguard.cli.demo import demo
 from kneeguard.simulation.demo_support import MailFolder, probe_broker
 from kneeguard.simulation.simulator import SCENARIO_RULES
 from rules.catalog import CATALOG
-from testsupport import DeviceClient, Mosquitto, free_port
+from testsupport import (
+    SERVICE_PASSWORD,
+    SERVICE_USER,
+    DeviceClient,
+    Mosquitto,
+    free_port,
+    missing,
+    wait_until,
+)
 
 # The shortened demo: five weeks (the spike needs 30 days of history), one runner per story
 # (runner-01 spike, -02 rising pain, -03 locked knee, -04 lateral pain, -05 cannot bear weight
@@ -109,22 +125,93 @@ def assert_the_story_was_told(out: Path, output: str) -> None:
     assert "does not diagnose" in output
 
 
+@contextmanager
+def anonymous_mosquitto(directory: Path) -> Iterator[int]:
+    """A development mosquitto that lets anyone in (no user names), on a free port."""
+    if shutil.which("mosquitto") is None:
+        missing("mosquitto is not installed")
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen(
+        ["mosquitto", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert wait_until(lambda: probe_broker(f"mqtt://127.0.0.1:{port}", 1) is None, 10)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def anonymous_client(port: int, topic: str) -> mqtt.Client:
+    received: list[bytes] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{free_port()}")
+    client.user_data_set(received)
+    client.on_message = lambda c, userdata, msg: userdata.append(bytes(msg.payload))
+    client.connect("127.0.0.1", port)
+    client.subscribe(topic, 1)
+    client.loop_start()
+    return client
+
+
 def test_a_shortened_demo_on_the_configured_broker_tells_the_story_in_alerts_and_emails(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path,
 ) -> None:
     out = tmp_path / "var"
-    # On a shared broker the demo keeps to its own topics, under {prefix}/demo/: a real
-    # deployment's subscription never sees its messages.
-    service = DeviceClient(broker.port, subscribe=("kneeguard/v1/+/+/run",))
-    watcher = DeviceClient(broker.port, subscribe=("kneeguard/v1/demo/+/+/run",))
-    try:
-        result = run_demo(out, broker.url)
-    finally:
-        service.close()
-        watcher.close()
+    with anonymous_mosquitto(tmp_path / "broker") as port:
+        # On a shared broker the demo keeps to its own topics, under {prefix}/demo/: a real
+        # deployment's subscription never sees its messages.
+        service = anonymous_client(port, "kneeguard/v1/+/+/run")
+        watcher = anonymous_client(port, "kneeguard/v1/demo/+/+/run")
+        try:
+            result = run_demo(out, f"mqtt://127.0.0.1:{port}")
+        finally:
+            for client in (service, watcher):
+                client.disconnect()
+                client.loop_stop()
     assert "answered; using it" in result.output and "embedded" not in result.output
     assert_the_story_was_told(out, result.output)
-    assert service.received == [] and len(watcher.received) > 100
+    assert service.user_data_get() == [] and len(watcher.user_data_get()) > 100
+
+
+def test_the_demo_never_connects_as_the_services_broker_user(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """Reproduction: with the production KNEEGUARD_MQTT_URL the demo connected as the service's
+    user, which the shipped broker turns into the service's own session: it took the running
+    service's place, and its clean-up (a clean session) dropped what was queued for it."""
+    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="any", clean_session=False)
+    session.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
+    queued: list[bytes] = []
+    session.on_message = lambda c, userdata, msg: queued.append(bytes(msg.payload))
+    session.connect("127.0.0.1", broker.port)
+    session.loop_start()
+    assert wait_until(session.is_connected, 10)
+    session.subscribe("kneeguard/v1/+/+/checkin", 1)
+    time.sleep(0.5)  # the SUBACK
+    session.disconnect()
+    session.loop_stop()
+    device = DeviceClient(broker.port)
+    try:
+        device.publish("kneeguard/v1/ann/watch/checkin", b"waiting for the service")
+    finally:
+        device.close()
+
+    result = run_demo(tmp_path / "var", broker.url)
+    assert "Not using the broker" in result.output and "names the broker user" in result.output
+    assert "embedded amqtt broker" in result.output
+    assert_the_story_was_told(tmp_path / "var", result.output)
+
+    # The service's session, and what was queued for it, are as they were.
+    session.connect("127.0.0.1", broker.port)
+    session.loop_start()
+    try:
+        assert wait_until(lambda: queued == [b"waiting for the service"], 10), queued
+    finally:
+        session.disconnect()
+        session.loop_stop()
 
 
 def test_the_demo_falls_back_to_an_embedded_broker_when_nothing_listens(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """What `kneeguard demo` runs: KneeGuard end to end on one machine, with no server to install.
 
-It uses the broker at KNEEGUARD_MQTT_URL when one answers, and otherwise starts an embedded
-amqtt broker (for demos only, and says so); emails go to a local SMTP sink that writes them to
+It uses the broker at KNEEGUARD_MQTT_URL when one answers and the URL names no user (never the
+service's broker account), and otherwise starts an embedded amqtt broker (for demos only, and
+says so); emails go to a local SMTP sink that writes them to
 `OUT/mail/`; the database is a fresh SQLite file in `OUT/demo/`. Then the real service runs
 in-process while the simulator publishes a club's weeks of runs and check-ins (timestamps in
 the past, ending at today's midnight), the rule sweep runs as of now, a coach digest is forced,
@@ -232,20 +233,34 @@ def _serve_until_stopped(console: Console) -> None:
 
 
 def _broker(options: DemoOptions, console: Console, stack: ExitStack) -> tuple[str, bool, str]:
-    """The configured broker if it answers, else an embedded one: (url, embedded, description)."""
+    """The configured broker if it answers without a user name, else an embedded one:
+    (url, embedded, description).
+
+    A user in KNEEGUARD_MQTT_URL is the service's account on the shipped config, where the
+    broker names each session after its user: connecting as it would take over the running
+    service's session, and the demo's clean-up would drop the messages queued for it."""
     try:
-        configured = BrokerAddress.from_url(options.mqtt_url).describe()
+        address = BrokerAddress.from_url(options.mqtt_url)
     except BrokerConfigError as exc:
         raise DemoError(f"invalid KNEEGUARD_MQTT_URL: {exc}") from None
-    reason = probe_broker(options.mqtt_url)
-    if reason is None:
-        console.print(f"Broker:   {configured} (KNEEGUARD_MQTT_URL) answered; using it")
-        return options.mqtt_url, False, configured
+    configured = address.describe()
+    if address.username is not None:
+        reason = (
+            f"Not using the broker at {configured}: KNEEGUARD_MQTT_URL names the broker user "
+            f"{address.username!r}, and connecting as the service's account would take over a "
+            "running service's session (and could drop what the broker holds for it)."
+        )
+    else:
+        problem = probe_broker(options.mqtt_url)
+        if problem is None:
+            console.print(f"Broker:   {configured} (KNEEGUARD_MQTT_URL) answered; using it")
+            return options.mqtt_url, False, configured
+        reason = f"No MQTT broker answered at {configured}: {problem}."
     broker = EmbeddedBroker().start()
     stack.callback(broker.stop)
     console.print(
         Panel(
-            f"No MQTT broker answered at {configured}: {reason}.\n"
+            f"{reason}\n"
             f"Started an [bold]embedded amqtt broker on 127.0.0.1:{broker.port}, for demos "
             "only[/]: no passwords, no ACL, nothing persisted. Run mosquitto with the config in "
             "deploy/ for real athletes.",
