@@ -3,9 +3,11 @@
 Coaches with 20 athletes each, 30 days of history per athlete (loaded with COPY), on
 PostgreSQL; one forced digest round (`send_due_digests`: claim, build, outbox rows) is timed,
 then the outbox hands every digest to a real SMTP server (aiosmtpd, in this process). In the
-same run, the reference: the same emails handed to the same server by a bare smtplib session
-(one connection, `send_message` after `send_message`), which is the least an SMTP hand-off costs
-from Python here.
+same run, two references: a bare scan of the rows a digest reads (each coach's athletes, their
+open or recent alerts, runs and check-ins over the same look-backs, streamed and touched in
+Python, nothing else), the least building the digests can cost; and the same emails handed to the
+same server by a bare smtplib session (one connection, `send_message` after `send_message`),
+which is the least an SMTP hand-off costs from Python here.
 
 BENCH_PYSPY=DIR records a py-spy profile of this process while the outbox sends
 (`digests-outbox.txt`, `--format raw`), as bench/ingest.py does for the service.
@@ -17,23 +19,27 @@ import os
 import smtplib
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, or_, select
 
 from bench import BenchError, Figure
 from bench._db import fresh_postgres
 from bench.ingest import profiler
 from bench.sweep import load_club
 from db.engine import make_engine
-from db.models import Coach, Digest
+from db.models import Alert, Athlete, Checkin, Coach, Digest, Run
 from kneeguard.app.delivery import build_transports
 from kneeguard.settings import Settings
 from notifier.base import Message, Recipient
 from notifier.digest import send_due_digests
+from notifier.digest.periods import WEEK_DAYS
 from notifier.email import build_email
 from notifier.outbox import Outbox
+from rules.config import RulesConfig
+from rules.evaluate import history_days_needed
 from testsupport import SmtpSink
 
 COACHES = {"tiny": 10, "small": 1_000, "full": 1_000}
@@ -55,6 +61,8 @@ def figures(scale: str) -> list[Figure]:
                 engine, coaches * PER_COACH, days=30, per_coach=PER_COACH, now=now
             )
             say(f"{coaches} coaches, {coaches * PER_COACH} athletes, {runs} runs loaded")
+            scan, scanned = bare_scan(engine, now)
+            say(f"bare scan: {scanned} rows in {scan:.2f} s")
             started = time.perf_counter()
             ids = send_due_digests(engine, now, force=True, available_channels=("email",))
             built = time.perf_counter() - started
@@ -78,12 +86,50 @@ def figures(scale: str) -> list[Figure]:
         raise BenchError(f"the bare session delivered {len(smtp.messages) - delivered} emails")
     return [
         Figure(f"digest_build_seconds_{coaches}", built, "s"),
+        Figure(f"digest_bare_scan_seconds_{coaches}", scan, "s"),
+        Figure(f"digest_build_scan_ratio_{coaches}", built / scan, "x"),
         Figure(f"digest_smtp_seconds_{coaches}", handed, "s"),
         Figure(f"digest_total_seconds_{coaches}", built + handed, "s"),
         Figure("email_handoff_ms", handed / coaches * 1000, "ms"),
         Figure("email_handoff_bare_smtplib_ms", bare / coaches * 1000, "ms"),
         Figure("email_handoff_ratio", handed / bare, "x"),
     ]
+
+
+def bare_scan(engine: Engine, now: datetime) -> tuple[float, int]:
+    """Stream the columns and rows the digests read, touch every row, do nothing else: the
+    athletes with their coach, the alerts open or opened in the last week, runs over the rules'
+    history look-back and check-ins over the digest's."""
+    run_since = now - timedelta(days=history_days_needed(RulesConfig()) + 1)
+    checkin_since = now - timedelta(days=2 * WEEK_DAYS + 2)
+    week_ago = now - timedelta(days=WEEK_DAYS)
+    queries: list[Select[Any]] = [
+        select(Coach.id, Coach.name, Coach.timezone),
+        select(Athlete.id, Athlete.name, Athlete.timezone, Athlete.coach_id),
+        select(Alert).where(or_(Alert.status != "resolved", Alert.opened_at >= week_ago)),
+        select(Run.athlete_id, Run.uuid, Run.start_time, Run.distance_m).where(
+            Run.start_time >= run_since, Run.start_time <= now
+        ),
+        select(
+            Checkin.athlete_id,
+            Checkin.recorded_at,
+            Checkin.context,
+            Checkin.pain_score,
+            Checkin.related_run_uuid,
+            Checkin.pain_sites,
+            Checkin.note,
+        ).where(Checkin.recorded_at >= checkin_since, Checkin.recorded_at <= now),
+    ]
+    started = time.perf_counter()
+    rows = 0
+    touched = 0
+    with engine.connect() as conn:
+        stream = conn.execution_options(yield_per=5000)
+        for query in queries:
+            for row in stream.execute(query):
+                rows += 1
+                touched += len(row)
+    return time.perf_counter() - started, rows
 
 
 def bare_emails(engine: Engine, mail_from: str) -> list[tuple[str, EmailMessage]]:

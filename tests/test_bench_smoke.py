@@ -66,6 +66,8 @@ def test_digest_benchmark_completes() -> None:
 
     values = {f.name: f.value for f in figures("tiny")}
     assert values["digest_total_seconds_10"] > 0
+    assert values["digest_bare_scan_seconds_10"] > 0
+    assert values["digest_build_scan_ratio_10"] > 0
 
 
 @pytest.mark.broker

@@ -506,8 +506,10 @@ WORDS: Mapping[str, Any] = {
 """Template filters: rule titles and recommendations in words, a colour per severity."""
 
 
+@cache
 def _environment() -> Environment:
-    """The templates; HTML is autoescaped (athlete and coach names are user input), text not."""
+    """The templates, compiled once per process (each digest used to compile both again); HTML
+    is autoescaped (athlete and coach names are user input), text not."""
     env = Environment(
         loader=PackageLoader("notifier", "templates"),
         autoescape=select_autoescape(
