@@ -70,6 +70,17 @@ def test_digest_benchmark_completes() -> None:
     assert values["digest_build_scan_ratio_10"] > 0
 
 
+@pytest.mark.postgres
+def test_outbox_benchmark_completes() -> None:
+    from bench.outbox import figures
+
+    values = {f.name: f.value for f in figures("tiny")}
+    for phase in ("paced", "backlog"):
+        p50, p99 = values[f"outbox_redflag_{phase}_p50"], values[f"outbox_redflag_{phase}_p99"]
+        assert 0 < p50 <= p99
+    assert values["outbox_deliveries_per_s"] > 0 and values["outbox_bare_smtplib_ms"] > 0
+
+
 @pytest.mark.broker
 @pytest.mark.postgres
 def test_scaleout_benchmark_completes_without_losing_or_doubling() -> None:
