@@ -108,6 +108,13 @@ class Writer:
     # monotonic() since which the thread has held a batch it has not answered yet, else None:
     # how long the writer is stuck (a database away, a hang), for the readiness check.
     busy_since: float | None = None
+    # Whether more urgent work in this process needs the CPU now (the outbox sending a red
+    # flag): before each batch the writer waits while it says so, for at most `max_give_way`
+    # seconds. The batch's messages are not acknowledged meanwhile, so nothing is lost, and the
+    # broker holds the rest. None: never wait (a writer that also takes check-ins).
+    give_way_to: Callable[[], bool] | None = None
+    max_give_way: float = 0.25
+    gave_way_seconds: float = 0.0
 
     def queue_depth(self) -> int:
         """Messages handed over and not yet taken into a batch."""
@@ -183,9 +190,20 @@ class Writer:
                     break
                 self._taken(item)
                 batch.append(item)
+            self._give_way()
             carry_on = self._handle(batch)
             if not carry_on or done:
                 return
+
+    def _give_way(self) -> None:
+        urgent = self.give_way_to
+        if urgent is None or not urgent():
+            return
+        started = time.monotonic()
+        deadline = started + self.max_give_way
+        while urgent() and time.monotonic() < deadline and not self._abort.is_set():
+            time.sleep(0.005)
+        self.gave_way_seconds += time.monotonic() - started
 
     def _handle(self, batch: list[Inbound]) -> bool:
         """Store, then answer. False when told to abort while the database was away.

@@ -92,6 +92,8 @@ class Outbox:
     _commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _senders_changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _nudged: bool = field(default=False, repr=False)
+    # Urgent alerts' deliveries claimed by this process and not done yet (`urgent_busy`).
+    _urgent: int = field(default=0, repr=False)
 
     # --- one step at a time ----------------------------------------------------------------
 
@@ -310,6 +312,10 @@ class Outbox:
                 if not drained and len(queued) < senders and room > 0:
                     claimed = self.claim(self.clock(), room)
                     drained = len(claimed) < room
+                    urgent = sum(_rank(item) == 0 for item in claimed)
+                    if urgent:
+                        with self._senders_changed:
+                            self._urgent += urgent
                     for item in claimed:
                         heapq.heappush(queued, (_rank(item), item.id, item))
                     attempted += len(claimed)
@@ -319,7 +325,7 @@ class Outbox:
                     busy = senders - state.free
                 for _ in range(starting):
                     item = heapq.heappop(queued)[2]
-                    pool.submit(self.send, item).add_done_callback(finished)
+                    pool.submit(self._send_ranked, item).add_done_callback(finished)
                 if drained and not queued and busy == 0:
                     break  # nothing due, nothing under way
                 with self._senders_changed:
@@ -336,11 +342,25 @@ class Outbox:
             # Rows claimed here are sent whatever stopped the loop: left `sending`, they would
             # wait for STALE_CLAIM.
             while queued:
-                pool.submit(self.send, heapq.heappop(queued)[2]).add_done_callback(finished)
+                pool.submit(self._send_ranked, heapq.heappop(queued)[2]).add_done_callback(finished)
             pool.shutdown(wait=True)
         if state.error is not None:
             raise state.error
         return attempted
+
+    def _send_ranked(self, item: Claimed) -> str:
+        """`send`, keeping count of the urgent deliveries under way."""
+        try:
+            return self.send(item)
+        finally:
+            if _rank(item) == 0:
+                with self._senders_changed:
+                    self._urgent -= 1
+
+    def urgent_busy(self) -> bool:
+        """Whether an urgent alert's delivery is claimed here and not done: bulk work in the
+        same process (the run writer) gives way meanwhile, so a red flag's sends get the CPU."""
+        return self._urgent > 0
 
     def nudge(self) -> None:
         """New deliveries were written: a run waiting for a sender to finish claims again."""

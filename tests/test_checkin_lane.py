@@ -151,6 +151,10 @@ def test_a_red_flag_goes_through_while_the_run_writer_is_stuck(
     try:
         assert app.wait_ready(10)
         assert len(app.connections) == (2 if lane == "own session" else 1)
+        # With a lane of their own, check-ins never wait; runs give way to a red flag's sends.
+        own = lane == "own session"
+        assert app.writer.give_way_to == (app.outbox.urgent_busy if own else None)
+        assert app.checkin_writer is None or app.checkin_writer.give_way_to is None
         device = DeviceClient(bound_broker.port, subscribe=(f"{PREFIX}/+/+/ack",))
         run_ids, messages = runs(3000)
         with runs_table_locked(pg_url):

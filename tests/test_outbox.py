@@ -4,6 +4,7 @@ database reads per send for an alert's notice. Real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,3 +179,39 @@ class CountingLinks:
 
     def dashboard(self, athlete_id: str | None = None) -> str:
         return "http://localhost/coach"
+
+
+def statuses(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Delivery.status).order_by(Delivery.id)).scalars())
+
+
+def test_urgent_busy_while_a_red_flag_is_being_sent_and_not_for_a_digest(engine: Engine) -> None:
+    """What the run writer gives way to (kneeguard/app/service.py): an urgent alert's delivery
+    claimed and not done. A digest being sent is bulk work and does not count."""
+    register(engine)
+    now = datetime.now(UTC)
+    digests(engine, 1, now)
+    transport = Blocking(slow="cora")
+    outbox = Outbox(engine, {"email": transport}, lambda: now, senders=4)
+    worker = OutboxWorker(outbox, poll_seconds=60)
+    worker.start()
+    try:
+        assert wait_until(lambda: statuses(engine) == ["sending"], 10)
+        time.sleep(0.1)
+        assert not outbox.urgent_busy()  # the digest hangs, and it is not urgent
+        transport.release.set()
+        assert wait_until(lambda: len(transport.sent) == 1, 10)
+        transport.release.clear()
+        alert = add_alert(engine, "urgent", now, rule="redflag.locked_knee")
+        with engine.begin() as conn:
+            enqueue_alerts(conn, [(alert, "opened")], now, ("email",))
+        worker.wake()
+        # The athlete's email goes at once; the coach's hangs, and is urgent.
+        assert wait_until(lambda: ("ann", _subject(transport, "ann")) in transport.sent, 10)
+        assert wait_until(outbox.urgent_busy, 10)
+        transport.release.set()
+        assert wait_until(lambda: not outbox.urgent_busy(), 10)
+    finally:
+        transport.release.set()
+        worker.stop()

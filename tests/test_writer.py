@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -224,3 +225,33 @@ def test_a_locked_database_is_waited_for_not_dead_lettered(sqlite_url: str) -> N
         blocker.close()
         assert writer.stop()
         engine.dispose()
+
+
+def test_runs_give_way_while_a_red_flag_is_sent_and_never_for_long(engine: Engine) -> None:
+    """While `give_way_to` says a red flag's deliveries are under way, a batch waits
+    unacknowledged, then is stored as usual; if the urgent work outlasts `max_give_way`, the
+    batch is stored anyway, so runs are delayed, never starved or lost."""
+    register(engine)
+    broker = Recorder()
+    urgent = threading.Event()
+    urgent.set()
+    writer = Writer(engine, TOPICS, broker, give_way_to=urgent.is_set, max_give_way=5.0)
+    writer.start()
+    try:
+        writer.submit(inbound(RUN_TOPIC, run_payload(), 1))
+        time.sleep(0.5)
+        assert broker.acked == [], "a run was stored while a red flag was being sent"
+        urgent.clear()
+        assert wait_until(lambda: broker.acked == [1], 5)
+
+        writer.max_give_way = 0.2
+        urgent.set()
+        started = time.monotonic()
+        writer.submit(inbound(RUN_TOPIC, run_payload(), 2))
+        assert wait_until(lambda: broker.acked == [1, 2], 5)
+        assert time.monotonic() - started >= 0.2
+        assert len(stored_ids(engine, Run)) == 2
+        assert writer.gave_way_seconds >= 0.2 + 0.5
+    finally:
+        urgent.clear()
+        assert writer.stop()

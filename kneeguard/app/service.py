@@ -160,6 +160,9 @@ class Service:
             claimer=claimer_name(address.username, self.settings.mqtt_client_id),
         )
         self.worker = OutboxWorker(self.outbox)
+        if self.checkin_writer is not None:
+            # Runs give way to a red flag's sends (the GIL is shared); check-ins never wait.
+            self.writer.give_way_to = self.outbox.urgent_busy
         self.rules = RuleEngine(
             self.engine,
             self.rules_config,
