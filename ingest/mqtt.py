@@ -159,9 +159,10 @@ def _decode_publish_fast(
     original: Callable[[int, bytes | bytearray, MQTTProtocolVersion], _packet.PublishPacket],
 ) -> Callable[[int, bytes | bytearray, MQTTProtocolVersion], _packet.PublishPacket]:
     """paho's PUBLISH decoder, without building a `Properties` for an MQTT 5 PUBLISH that has
-    none (what devices send): that object and its parsing were some 20-30 µs of every message,
-    a fifth of the service's CPU per message. Such a packet is the MQTT 3.1.1 packet plus one
-    zero byte after the packet id, and is decoded as that; its message's `properties` is None.
+    none (what devices send): in a bare subscriber, that object and its parsing made MQTT 5 cost
+    about 45 µs more per message than MQTT 3.1.1 (docs/BENCHMARKS.md). Such a packet is the
+    MQTT 3.1.1 packet plus one zero byte after the packet id, and is decoded as that; its
+    message's `properties` is None.
     Anything else, malformed packets included, goes to paho's decoder unchanged."""
 
     @functools.wraps(original)
