@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import threading
-import uuid as uuidlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,8 +16,9 @@ from jinja2 import PackageLoader
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from db.engine import make_engine
-from db.models import Alert, Athlete, Checkin, Coach, Delivery, Digest, Run
+from db.models import Alert, Athlete, Coach, Delivery, Digest
 from notifier.digest import DigestContent, build_digest, period_ending, send_due_digests
+from testsupport import insert_checkin, insert_run
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday; London is on GMT (UTC+0)
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
@@ -82,54 +82,6 @@ def add_athlete(
     )
 
 
-def add_run(conn: Connection, athlete_id: str, start: datetime, km: float) -> str:
-    run_uuid = str(uuidlib.uuid4())
-    conn.execute(
-        insert(Run),
-        [
-            {
-                "uuid": run_uuid,
-                "athlete_id": athlete_id,
-                "device_id": "watch",
-                "start_time": start,
-                "end_time": start + timedelta(minutes=40),
-                "distance_m": km * 1000,
-                "duration_s": 2400.0,
-                "source_created_at": start,
-                "received_at": start,
-            }
-        ],
-    )
-    return run_uuid
-
-
-def add_checkin(
-    conn: Connection,
-    athlete_id: str,
-    at: datetime,
-    pain: int,
-    context: str = "post_run",
-    related: str | None = None,
-) -> None:
-    conn.execute(
-        insert(Checkin),
-        [
-            {
-                "uuid": str(uuidlib.uuid4()),
-                "athlete_id": athlete_id,
-                "device_id": "watch",
-                "recorded_at": at,
-                "context": context,
-                "related_run_uuid": related,
-                "pain_score": pain,
-                "pain_sites": [],
-                "source_created_at": at,
-                "received_at": at,
-            }
-        ],
-    )
-
-
 def add_alert(
     conn: Connection,
     athlete_id: str,
@@ -181,28 +133,28 @@ def club(engine: Engine) -> Engine:
         add_athlete(conn, "zed", "Zed Zebra", "bert")
 
         # ann: 5 km every day at 07:00 for six weeks, today's run included.
-        runs = {offset: add_run(conn, "ann", day(offset, 7), 5.0) for offset in range(-41, 1)}
-        add_run(conn, "ann", day(0, 13), 20.0)  # after now: not known yet
-        add_checkin(conn, "ann", day(-6, 8), 4)  # answers day -6 by time
-        add_checkin(conn, "ann", day(-4, 9), 4, related=runs[-5])  # names day -5's run
-        add_checkin(conn, "ann", day(-2, 6), 4, "next_morning")  # not post_run: -3 unanswered
-        add_checkin(conn, "ann", day(-1, 8), 4)  # after day -1's run, so not day -2's
-        add_checkin(conn, "ann", day(0, 11), 4)
-        add_checkin(conn, "ann", day(0, 13), 10)  # after now
+        runs = {offset: insert_run(conn, "ann", day(offset, 7), 5.0) for offset in range(-41, 1)}
+        insert_run(conn, "ann", day(0, 13), 20.0)  # after now: not known yet
+        insert_checkin(conn, "ann", day(-6, 8), 4)  # answers day -6 by time
+        insert_checkin(conn, "ann", day(-4, 9), 4, related_run_uuid=runs[-5])  # names day -5's run
+        insert_checkin(conn, "ann", day(-2, 6), 4, "next_morning")  # not post_run: -3 unanswered
+        insert_checkin(conn, "ann", day(-1, 8), 4)  # after day -1's run, so not day -2's
+        insert_checkin(conn, "ann", day(0, 11), 4)
+        insert_checkin(conn, "ann", day(0, 13), 10)  # after now
         for offset in (-10, -8):
-            add_checkin(conn, "ann", day(offset, 18), 2, "daily")
-        add_checkin(conn, "ann", day(-7, 0, 30), 2, "daily")  # first minutes of the week before
-        add_checkin(conn, "ann", day(-15, 8), 9, "daily")  # older than both weeks
+            insert_checkin(conn, "ann", day(offset, 18), 2, "daily")
+        insert_checkin(conn, "ann", day(-7, 0, 30), 2, "daily")  # first minutes of the week before
+        insert_checkin(conn, "ann", day(-15, 8), 9, "daily")  # older than both weeks
 
         # bo, New York (UTC-5): 03:00 UTC on the 14th is still the 13th there.
-        add_run(conn, "bo", datetime(2026, 11, 14, 3, 0, tzinfo=UTC), 10.0)
-        add_run(conn, "bo", datetime(2026, 11, 19, 15, 0, tzinfo=UTC), 6.0)
-        add_checkin(conn, "bo", datetime(2026, 11, 19, 16, 30, tzinfo=UTC), 1)
-        add_checkin(conn, "bo", datetime(2026, 11, 13, 12, 0, tzinfo=UTC), 3, "daily")
-        add_checkin(conn, "bo", datetime(2026, 11, 14, 4, 0, tzinfo=UTC), 5, "daily")
+        insert_run(conn, "bo", datetime(2026, 11, 14, 3, 0, tzinfo=UTC), 10.0)
+        insert_run(conn, "bo", datetime(2026, 11, 19, 15, 0, tzinfo=UTC), 6.0)
+        insert_checkin(conn, "bo", datetime(2026, 11, 19, 16, 30, tzinfo=UTC), 1)
+        insert_checkin(conn, "bo", datetime(2026, 11, 13, 12, 0, tzinfo=UTC), 3, "daily")
+        insert_checkin(conn, "bo", datetime(2026, 11, 14, 4, 0, tzinfo=UTC), 5, "daily")
 
-        add_run(conn, "zed", day(-1, 7), 30.0)
-        add_checkin(conn, "zed", day(-1, 9), 8)
+        insert_run(conn, "zed", day(-1, 7), 30.0)
+        insert_checkin(conn, "zed", day(-1, 9), 8)
 
         add_alert(
             conn,
@@ -326,8 +278,8 @@ def test_nothing_to_report_is_a_short_all_clear_that_still_lists_the_numbers(
         add_coach(conn, "dana", "Dana Coach")
         add_athlete(conn, "eve", "Eve Steady", "dana")
         for offset in (-9, -2):
-            run = add_run(conn, "eve", day(offset, 7), 8.0)
-            add_checkin(conn, "eve", day(offset, 9), 2, related=run)
+            run = insert_run(conn, "eve", day(offset, 7), 8.0)
+            insert_checkin(conn, "eve", day(offset, 9), 2, related_run_uuid=run)
         add_alert(conn, "eve", "pain.high", "warning", day(-5, 9), "old", status="resolved")
     content = digest_of(engine, "dana")
     assert content.subject == "KneeGuard digest for Dana Coach — all clear"

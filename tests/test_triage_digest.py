@@ -4,17 +4,17 @@ follow the rules configuration."""
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, insert, update
 
-from db.models import Alert, Athlete, Checkin, Coach, Run
+from db.models import Alert, Athlete, Coach
 from notifier.digest import DigestContent, build_digest, period_ending
 from rules import metrics
 from rules.config import RulesConfig
+from testsupport import insert_checkin, insert_run
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday; London is on GMT
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
@@ -41,16 +41,6 @@ def add_athlete(conn: Connection, athlete_id: str, name: str, coach_id: str) -> 
     )  # fmt: skip
 
 
-def add_run(conn: Connection, athlete_id: str, start: datetime, km: float) -> None:
-    conn.execute(
-        insert(Run),
-        [{"uuid": str(uuidlib.uuid4()), "athlete_id": athlete_id, "device_id": "watch",
-          "start_time": start, "end_time": start + timedelta(minutes=40),
-          "distance_m": km * 1000, "duration_s": 2400.0, "source_created_at": start,
-          "received_at": start}],
-    )  # fmt: skip
-
-
 def add_alert(
     conn: Connection,
     athlete_id: str,
@@ -68,35 +58,6 @@ def add_alert(
           "last_triggered_at": opened_at, "updated_at": opened_at, "message": message,
           "evidence": {}}],
     )  # fmt: skip
-
-
-def add_checkin(
-    conn: Connection,
-    athlete_id: str,
-    at: datetime,
-    pain: int,
-    context: str = "post_run",
-    *,
-    sites: list[dict[str, str]] | None = None,
-    note: str | None = None,
-) -> None:
-    conn.execute(
-        insert(Checkin),
-        [
-            {
-                "uuid": str(uuidlib.uuid4()),
-                "athlete_id": athlete_id,
-                "device_id": "watch",
-                "recorded_at": at,
-                "context": context,
-                "pain_score": pain,
-                "pain_sites": sites or [],
-                "note": note,
-                "source_created_at": at,
-                "received_at": at,
-            }
-        ],
-    )
 
 
 def digest(engine: Engine, config: RulesConfig | None = None) -> DigestContent:
@@ -118,11 +79,11 @@ def team(engine: Engine) -> Engine:
         add_athlete(conn, "ann", "Ann Runner", "cora")
         add_athlete(conn, "bo", "Bo Local", "cora")
         lateral = [{"side": "left", "aspect": "lateral"}]
-        add_checkin(conn, "ann", day(-1, 10), 3, sites=lateral)
-        add_checkin(conn, "ann", day(-1, 19), 7, note="Sharp on the stairs")
-        add_checkin(conn, "ann", day(0, 8), 5, "next_morning", sites=lateral)
-        add_checkin(conn, "ann", day(-5, 8), 9, "daily", note="older than the period")
-        add_checkin(conn, "bo", day(0, 8), 4, "daily", note="BO-NOTE")
+        insert_checkin(conn, "ann", day(-1, 10), 3, pain_sites=lateral)
+        insert_checkin(conn, "ann", day(-1, 19), 7, note="Sharp on the stairs")
+        insert_checkin(conn, "ann", day(0, 8), 5, "next_morning", pain_sites=lateral)
+        insert_checkin(conn, "ann", day(-5, 8), 9, "daily", note="older than the period")
+        insert_checkin(conn, "bo", day(0, 8), 4, "daily", note="BO-NOTE")
         add_alert(
             conn,
             "ann",
@@ -188,8 +149,8 @@ def test_a_first_week_of_check_ins_is_not_called_steady(engine: Engine) -> None:
     with engine.begin() as conn:
         add_coach(conn, "cora", "Cora Coach")
         add_athlete(conn, "ann", "Ann Runner", "cora")
-        add_checkin(conn, "ann", day(-3, 19), 6)
-        add_checkin(conn, "ann", day(-1, 19), 4)
+        insert_checkin(conn, "ann", day(-3, 19), 6)
+        insert_checkin(conn, "ann", day(-1, 19), 4)
     content = digest(engine)
     assert person(content, "ann")["pain_trend"] == "no earlier week"
     assert "pain no earlier week" in content.text and "steady" not in content.text
@@ -202,11 +163,11 @@ def test_the_digest_reads_acwr_windows_and_the_pain_threshold_from_the_rules(
         add_coach(conn, "cora", "Cora Coach")
         add_athlete(conn, "ann", "Ann Runner", "cora")
         for offset in range(-41, 1):
-            add_run(conn, "ann", day(offset, 7), 8.0 if offset > -4 else 5.0)
+            insert_run(conn, "ann", day(offset, 7), 8.0 if offset > -4 else 5.0)
         for offset in (-12, -10, -8):
-            add_checkin(conn, "ann", day(offset, 18), 2, "daily")
+            insert_checkin(conn, "ann", day(offset, 18), 2, "daily")
         for offset in (-5, -3, -1):
-            add_checkin(conn, "ann", day(offset, 18), 3, "daily")
+            insert_checkin(conn, "ann", day(offset, 18), 3, "daily")
     series = [5.0] * 38 + [8.0] * 4
     default = digest(engine)
     assert person(default, "ann")["acwr"] == pytest.approx(metrics.acwr(series, 7, 28), abs=1e-3)

@@ -9,7 +9,7 @@ from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from db.engine import session_factory
 from db.models import Alert, AlertEvent, Checkin, Run
@@ -127,10 +127,11 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 """The instant the alert tests are set at."""
 
 
-def add_run(engine: Engine, start: datetime, km: float, minutes: float = 50, **extra: Any) -> int:
-    row = {
+def run_row(athlete_id: str, start: datetime, km: float, minutes: float = 50) -> dict[str, Any]:
+    """A stored run's columns, as ingest writes them, under a new uuid."""
+    return {
         "uuid": str(uuidlib.uuid4()),
-        "athlete_id": "ann",
+        "athlete_id": athlete_id,
         "device_id": "watch",
         "start_time": start,
         "end_time": start + timedelta(minutes=minutes),
@@ -138,18 +139,16 @@ def add_run(engine: Engine, start: datetime, km: float, minutes: float = 50, **e
         "duration_s": minutes * 60,
         "source_created_at": start,
         "received_at": start,
-        **extra,
     }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(Run).returning(Run.id), [row]).scalar_one())
 
 
-def add_checkin(
-    engine: Engine, at: datetime, pain: int, context: str = "post_run", **extra: Any
-) -> int:
-    row = {
+def checkin_row(
+    athlete_id: str, at: datetime, pain: int, context: str = "post_run"
+) -> dict[str, Any]:
+    """A stored check-in's columns, as ingest writes them, under a new uuid."""
+    return {
         "uuid": str(uuidlib.uuid4()),
-        "athlete_id": "ann",
+        "athlete_id": athlete_id,
         "device_id": "watch",
         "recorded_at": at,
         "context": context,
@@ -157,8 +156,40 @@ def add_checkin(
         "pain_sites": [],
         "source_created_at": at,
         "received_at": at,
-        **extra,
     }
+
+
+def insert_run(
+    conn: Connection, athlete_id: str, start: datetime, km: float, minutes: float = 50
+) -> str:
+    """Store a run of `athlete_id` in the caller's transaction; returns its uuid."""
+    row = run_row(athlete_id, start, km, minutes)
+    conn.execute(insert(Run), [row])
+    return str(row["uuid"])
+
+
+def insert_checkin(
+    conn: Connection,
+    athlete_id: str,
+    at: datetime,
+    pain: int,
+    context: str = "post_run",
+    **extra: Any,
+) -> None:
+    """Store a check-in of `athlete_id` in the caller's transaction; `extra` sets columns."""
+    conn.execute(insert(Checkin), [{**checkin_row(athlete_id, at, pain, context), **extra}])
+
+
+def add_run(engine: Engine, start: datetime, km: float, minutes: float = 50, **extra: Any) -> int:
+    row = {**run_row("ann", start, km, minutes), **extra}
+    with engine.begin() as conn:
+        return int(conn.execute(insert(Run).returning(Run.id), [row]).scalar_one())
+
+
+def add_checkin(
+    engine: Engine, at: datetime, pain: int, context: str = "post_run", **extra: Any
+) -> int:
+    row = {**checkin_row("ann", at, pain, context), **extra}
     with engine.begin() as conn:
         return int(conn.execute(insert(Checkin).returning(Checkin.id), [row]).scalar_one())
 

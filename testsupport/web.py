@@ -6,19 +6,19 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine, insert, select
 
 from db.engine import make_engine, session_factory
-from db.models import Alert, ApiToken, Run
+from db.models import Alert, ApiToken
 from kneeguard.admin.registry import Registry
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from kneeguard.web.security import new_token, token_hash
-from testsupport import SmtpSink, free_port, new_uuid, wait_until
+from testsupport import SmtpSink, free_port, insert_run, wait_until
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -80,22 +80,8 @@ def seed(engine: Engine) -> Registry:
 
 
 def add_run(engine: Engine, athlete_id: str, start: datetime, km: float = 10.0) -> str:
-    uuid = new_uuid()
     with engine.begin() as conn:
-        conn.execute(
-            insert(Run).values(
-                uuid=uuid,
-                athlete_id=athlete_id,
-                device_id="watch",
-                start_time=start,
-                end_time=start + timedelta(minutes=50),
-                distance_m=km * 1000,
-                duration_s=3000,
-                source_created_at=start,
-                received_at=start,
-            )
-        )
-    return uuid
+        return insert_run(conn, athlete_id, start, km)
 
 
 def api_token(engine: Engine, coach_id: str) -> str:
