@@ -104,6 +104,16 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
+def bound_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The shipped config with client ids bound to user names, plus the `tester` superuser (one
+    client at a time under it)."""
+    mosq = Mosquitto(tmp_path / "broker", bind_client_ids=True)
+    mosq.start()
+    yield mosq
+    mosq.stop()
+
+
+@pytest.fixture
 def db(engine: Engine) -> Engine:
     register(engine)
     return engine

@@ -21,10 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select, text
 
 from db.engine import make_engine, session_factory
@@ -41,6 +39,7 @@ from testsupport import (
     Mosquitto,
     SmtpSink,
     checkin_payload,
+    held_for,
     run_payload,
     service,
     wait_until,
@@ -51,16 +50,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 PREFIX = "kneeguard/v1"
 RUN_TOPIC = f"{PREFIX}/ann/watch/run"
 CHECKIN_TOPIC = f"{PREFIX}/ann/watch/checkin"
-
-
-@pytest.fixture
-def bound_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """The shipped config with client ids bound to user names, plus the `tester` superuser (one
-    client at a time under it)."""
-    mosq = Mosquitto(tmp_path / "broker", bind_client_ids=True)
-    mosq.start()
-    yield mosq
-    mosq.stop()
 
 
 @pytest.fixture
@@ -322,24 +311,10 @@ def test_sigkill_with_both_sessions_loses_nothing_and_doubles_nothing(
         engine.dispose()
 
 
-def pending_for(broker: Mosquitto, user: str, settle: float = 2.0) -> list[str]:
-    """Connect as a service user's persistent session (the broker names it after the user) and
-    collect what the broker still holds for it."""
-    received: list[str] = []
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2, client_id=user, clean_session=False
-    )
-    client.username_pw_set(user, SERVICE_PASSWORD)
-    client.on_message = lambda c, u, msg: received.append(json.loads(msg.payload)["header"]["uuid"])
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    last = -1
-    while last != len(received):
-        last = len(received)
-        time.sleep(settle)
-    client.disconnect()
-    client.loop_stop()
-    return received
+def pending_for(broker: Mosquitto, user: str) -> list[str]:
+    """The uuids the broker still holds for a service user's persistent session."""
+    held = held_for(broker.port, user, SERVICE_PASSWORD)
+    return [json.loads(payload)["header"]["uuid"] for payload in held]
 
 
 @pytest.mark.postgres

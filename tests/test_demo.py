@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -30,7 +29,9 @@ from testsupport import (
     DeviceClient,
     Mosquitto,
     free_port,
+    held_for,
     missing,
+    open_session,
     wait_until,
 )
 
@@ -177,41 +178,26 @@ def test_a_shortened_demo_on_the_configured_broker_tells_the_story_in_alerts_and
 
 
 def test_the_demo_never_connects_as_the_services_broker_user(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, bound_broker: Mosquitto
 ) -> None:
     """Reproduction: with the production KNEEGUARD_MQTT_URL the demo connected as the service's
     user, which the shipped broker turns into the service's own session: it took the running
     service's place, and its clean-up (a clean session) dropped what was queued for it."""
-    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="any", clean_session=False)
-    session.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
-    queued: list[bytes] = []
-    session.on_message = lambda c, userdata, msg: queued.append(bytes(msg.payload))
-    session.connect("127.0.0.1", broker.port)
-    session.loop_start()
-    assert wait_until(session.is_connected, 10)
-    session.subscribe("kneeguard/v1/+/+/checkin", 1)
-    time.sleep(0.5)  # the SUBACK
-    session.disconnect()
-    session.loop_stop()
-    device = DeviceClient(broker.port)
+    open_session(bound_broker.port, SERVICE_USER, SERVICE_PASSWORD, "kneeguard/v1/+/+/checkin")
+    device = DeviceClient(bound_broker.port)
     try:
         device.publish("kneeguard/v1/ann/watch/checkin", b"waiting for the service")
     finally:
         device.close()
 
-    result = run_demo(tmp_path / "var", broker.url)
+    result = run_demo(tmp_path / "var", bound_broker.url)
     assert "Not using the broker" in result.output and "names the broker user" in result.output
     assert "embedded amqtt broker" in result.output
     assert_the_story_was_told(tmp_path / "var", result.output)
 
     # The service's session, and what was queued for it, are as they were.
-    session.connect("127.0.0.1", broker.port)
-    session.loop_start()
-    try:
-        assert wait_until(lambda: queued == [b"waiting for the service"], 10), queued
-    finally:
-        session.disconnect()
-        session.loop_stop()
+    held = held_for(bound_broker.port, SERVICE_USER, SERVICE_PASSWORD)
+    assert held == [b"waiting for the service"], held
 
 
 def test_the_demo_falls_back_to_an_embedded_broker_when_nothing_listens(tmp_path: Path) -> None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from sqlalchemy import func, select
 
 from db.engine import make_engine
@@ -32,6 +29,7 @@ from testsupport import (
     checkin_payload,
     device_client,
     kneeguard,
+    open_session,
     register,
     service,
     wait_until,
@@ -142,23 +140,9 @@ def test_the_session_of_an_earlier_mqtt_311_service_is_resumed_with_its_queue(
     engine = make_engine(db_url)
     register(engine)
     engine.dispose()
-    earlier = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id="kneeguard-ingest",
-        clean_session=False,
-        protocol=MQTTProtocolVersion.MQTTv311,
-    )
-    earlier.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
-    earlier.connect("127.0.0.1", broker.port)
-    earlier.loop_start()
-    try:
-        result, _ = earlier.subscribe(f"{PREFIX}/+/+/checkin", 1)
-        assert result == MQTTErrorCode.MQTT_ERR_SUCCESS
-        assert wait_until(lambda: earlier.is_connected(), 5)
-        time.sleep(0.5)  # the SUBACK
-    finally:
-        earlier.disconnect()
-        earlier.loop_stop()
+    # This broker does not bind client ids to users: the session is the service's client id's.
+    topic = f"{PREFIX}/+/+/checkin"
+    open_session(broker.port, SERVICE_USER, SERVICE_PASSWORD, topic, client_id="kneeguard-ingest")
     payload = checkin_payload(pain_score=2)
     with device_client(broker.port) as device:
         device.client.publish(CHECKIN_TOPIC, json.dumps(payload), qos=1).wait_for_publish(10)

@@ -20,7 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -375,3 +375,53 @@ def device_client(port: int, prefix: str = "kneeguard/v1") -> Iterator[DeviceCli
         yield client
     finally:
         client.close()
+
+
+# --- a service user's persistent session, from outside the service ---------------------------
+
+
+def open_session(
+    port: int, user: str, password: str, topic: str, client_id: str | None = None
+) -> None:
+    """Leave a persistent session on the broker subscribed to `topic` at QoS 1, as a service
+    that stopped would (MQTT 3.1.1, as the service spoke before it moved to MQTT 5): the broker
+    then queues for it what devices publish. The session is `client_id`'s (default: the user's;
+    where the broker binds client ids to users it is the user's whatever the id)."""
+    subscribed = threading.Event()
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id or user,
+        clean_session=False,
+        protocol=MQTTProtocolVersion.MQTTv311,
+    )
+    client.username_pw_set(user, password)
+    client.on_connect = lambda c, *args: c.subscribe(topic, 1)
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        if not subscribed.wait(10):
+            raise RuntimeError(f"could not subscribe as {user}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def held_for(port: int, user: str, password: str, settle: float = 2.0) -> list[bytes]:
+    """Connect as `user`'s persistent session on a broker that names sessions after users and
+    collect what it still holds for it, until nothing more arrives for `settle` seconds."""
+    received: list[bytes] = []
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=user, clean_session=False
+    )
+    client.username_pw_set(user, password)
+    client.on_message = lambda c, u, msg: received.append(bytes(msg.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    last = -1
+    while last != len(received):
+        last = len(received)
+        time.sleep(settle)
+    client.disconnect()
+    client.loop_stop()
+    return received
