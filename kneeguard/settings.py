@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="Broker URL of the check-in session, with a broker user of its own; unset: "
         "check-ins share the run session and queue behind runs.",
     )
+    run_lane_process: bool = Field(
+        default=False,
+        description="With a check-in session: store runs in a process of their own at a lower "
+        "CPU priority, so that bulk runs never hold up a red flag's alerts.",
+    )
     mqtt_client_id: str = Field(
         default="kneeguard-ingest",
         description="Fixed MQTT client id, so the broker keeps the persistent session.",

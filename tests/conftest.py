@@ -79,6 +79,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(pg_server_url: str) -> str:
+    """PostgreSQL with Cora, Ann (no quiet hours: her alerts go out at once) and Ann's watch."""
+    engine = make_engine(pg_server_url)
+    _empty_tables(engine)
+    register(engine, quiet_hours="off")
+    engine.dispose()
+    return pg_server_url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'kneeguard.db'}"
     engine = make_engine(url)

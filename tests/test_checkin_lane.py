@@ -25,9 +25,8 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from db.engine import make_engine, session_factory
-from db.models import Alert, Base, Checkin, Run
-from kneeguard.admin.registry import Registry
+from db.engine import make_engine
+from db.models import Alert, Checkin, Run
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from testsupport import (
@@ -40,6 +39,7 @@ from testsupport import (
     SmtpSink,
     checkin_payload,
     held_for,
+    register,
     run_payload,
     service,
     wait_until,
@@ -50,26 +50,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 PREFIX = "kneeguard/v1"
 RUN_TOPIC = f"{PREFIX}/ann/watch/run"
 CHECKIN_TOPIC = f"{PREFIX}/ann/watch/checkin"
-
-
-@pytest.fixture
-def pg_url(pg_server_url: str) -> str:
-    engine = make_engine(pg_server_url)
-    names = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    register(engine)
-    engine.dispose()
-    return pg_server_url
-
-
-def register(engine: Engine) -> None:
-    registry = Registry(session_factory(engine))
-    registry.add_coach(coach_id="cora", name="Cora", email="cora@example.com")
-    registry.add_athlete(
-        athlete_id="ann", name="Ann", email="ann@example.com", coach_id="cora", quiet_hours="off"
-    )
-    registry.add_device(athlete_id="ann", device_id="watch")
 
 
 def count(engine: Engine, model: type[Run] | type[Checkin]) -> int:
@@ -184,7 +164,7 @@ def test_turning_the_checkin_session_on_does_not_deliver_checkins_twice(
     """The run session's persistent subscription to the check-ins, left from before, is dropped:
     otherwise each check-in would reach both sessions and the device would get two answers."""
     engine = make_engine(sqlite_url)
-    register(engine)
+    register(engine, quiet_hours="off")
     before = Service(
         Settings(database_url=sqlite_url, mqtt_url=bound_broker.url, _env_file=None),
         engine,
@@ -223,7 +203,7 @@ def test_both_sessions_share_their_subscriptions_across_replicas(
     """KNEEGUARD_MQTT_SHARED_GROUP: both sessions subscribe as $share/GROUP/..., and the ACL
     lets the check-in user do so."""
     engine = make_engine(sqlite_url)
-    register(engine)
+    register(engine, quiet_hours="off")
     settings = Settings(
         database_url=sqlite_url,
         mqtt_url=bound_broker.url,

@@ -20,11 +20,13 @@ RUN_TOPIC = f"{PREFIX}/ann/watch/run"
 CHECKIN_TOPIC = f"{PREFIX}/ann/watch/checkin"
 
 
-def register(engine: Engine) -> None:
-    """Cora, her athlete Ann, and Ann's device `watch`."""
+def register(engine: Engine, **athlete: Any) -> None:
+    """Cora, her athlete Ann (with `athlete`'s settings), and Ann's device `watch`."""
     registry = Registry(session_factory(engine))
     registry.add_coach(coach_id="cora", name="Cora", email="cora@example.com")
-    registry.add_athlete(athlete_id="ann", name="Ann", email="ann@example.com", coach_id="cora")
+    registry.add_athlete(
+        athlete_id="ann", name="Ann", email="ann@example.com", coach_id="cora", **athlete
+    )
     registry.add_device(athlete_id="ann", device_id="watch")
 
 

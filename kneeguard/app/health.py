@@ -43,8 +43,9 @@ class Readiness:
         if service.ingests:
             for connection in service.connections:
                 if not connection.ready.is_set():
-                    session = "check-in " if connection is service.checkin_connection else ""
-                    found.append(f"broker {session}session not connected and subscribed")
+                    found.append(
+                        f"broker {service.session_name(connection)} not connected and subscribed"
+                    )
             for writer in service.writers:
                 if not writer.is_alive():
                     found.append(f"{writer.name} thread is not running")

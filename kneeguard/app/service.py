@@ -30,6 +30,7 @@ from kneeguard.app.delivery import alert_deliveries, build_transports
 from kneeguard.app.events import Events
 from kneeguard.app.health import Readiness
 from kneeguard.app.metrics import Metrics
+from kneeguard.app.runlane import Lane, RunLane, Session
 from kneeguard.clock import Clock, utcnow
 from kneeguard.importing import ActivityImport
 from kneeguard.settings import Settings
@@ -97,16 +98,33 @@ class Service:
                     "sessions under one user would take each other's place)"
                 )
         group = self.settings.mqtt_shared_group
-        # The run lane: with a check-in session of its own it takes runs only, so that a backlog
-        # of runs queued at the broker for this session never holds up a check-in.
-        run_kinds = (Kind.RUN,) if checkin_address is not None else tuple(Kind)
+        # Runs in a process of their own: this process takes check-ins only, on the check-in
+        # session, which is then its `connection` (kneeguard.app.runlane).
+        self.run_lane: RunLane | None = None
+        if checkin_address is not None and self.settings.run_lane_process and self.ingests:
+            self.run_lane = RunLane(self.settings)
+            address = checkin_address
+            checkin_address = None
+            client_id = f"{self.settings.mqtt_client_id}-checkin"
+            kinds: tuple[Kind, ...] = (Kind.CHECKIN,)
+            status_topic = None
+            unsubscribe: Sequence[str] = ()
+            name = "checkin-writer"
+        else:
+            client_id = self.settings.mqtt_client_id
+            # The run lane: with a check-in session of its own it takes runs only, so that a
+            # backlog of runs queued at the broker for this session never holds up a check-in.
+            kinds = (Kind.RUN,) if checkin_address is not None else tuple(Kind)
+            status_topic = self.topics.service_status()
+            unsubscribe = self.topics.subscriptions(group)
+            name = "ingest-writer"
         self.connection = MqttConnection(
             address,
-            self.settings.mqtt_client_id,
-            self.topics.subscriptions(group, run_kinds),
+            client_id,
+            self.topics.subscriptions(group, kinds),
             sink=self._submit,
-            status_topic=self.topics.service_status(),
-            unsubscribe=self.topics.subscriptions(group),
+            status_topic=status_topic,
+            unsubscribe=unsubscribe,
         )
         self.writer = Writer(
             self.engine,
@@ -114,6 +132,7 @@ class Service:
             self.connection,
             on_stored=self.events.dispatch,
             batch_size=self.settings.ingest_batch_size,
+            name=name,
             rejections=RejectionLimit(limit=self.settings.dead_letters_per_device_minute),
         )
         # The check-in lane: its own broker session (so its own queue and in-flight window at
@@ -139,12 +158,16 @@ class Service:
         self.metrics = Metrics(
             self.engine, lambda: sum(writer.queue_depth() for writer in self.writers)
         )
-        for writer in self.writers:
+        for writer in self.local_writers:
             writer.on_batch = self.metrics.batch_answered
+        if self.run_lane is not None:
+            self.run_lane.metrics = self.metrics
         self.metrics.watch_shedding(
             lambda: (
                 sum(writer.dropped_qos0 for writer in self.writers),
-                self.writer.rejections.suppressed_total,  # shared by both lanes
+                # One limit for both lanes in one process; the run process has its own.
+                self.writer.rejections.suppressed_total
+                + (self.run_lane.suppressed_total if self.run_lane is not None else 0),
             )
         )
         self.readiness = Readiness(self)
@@ -226,13 +249,36 @@ class Service:
         self.checkin_writer.submit(message)
 
     @property
-    def connections(self) -> list[MqttConnection]:
-        """The broker sessions: runs (and check-ins, without a check-in session), check-ins."""
+    def local_connections(self) -> list[MqttConnection]:
+        """The broker sessions of this process: runs (and check-ins, without a check-in
+        session), check-ins; with the run lane in a process of its own, check-ins only."""
         return [c for c in (self.connection, self.checkin_connection) if c is not None]
 
     @property
-    def writers(self) -> list[Writer]:
+    def local_writers(self) -> list[Writer]:
         return [w for w in (self.writer, self.checkin_writer) if w is not None]
+
+    @property
+    def connections(self) -> list[Session]:
+        """Every broker session, the run process's included."""
+        lane: list[Session] = [self.run_lane] if self.run_lane is not None else []
+        return lane + list(self.local_connections)
+
+    @property
+    def writers(self) -> list[Lane]:
+        """Every ingest writer, the run process's included."""
+        lane: list[Lane] = [self.run_lane] if self.run_lane is not None else []
+        return lane + list(self.local_writers)
+
+    def session_name(self, session: Session) -> str:
+        """How the readiness check names a broker session."""
+        if session is self.run_lane:
+            return "run process's session"
+        if session is self.checkin_connection or (
+            self.run_lane is not None and session is self.connection
+        ):
+            return "check-in session"
+        return "session"
 
     def wait_ready(self, timeout: float) -> bool:
         """True once every broker session is connected and subscribed (within `timeout`)."""
@@ -352,14 +398,16 @@ class Service:
 
     def start(self) -> None:
         if self.ingests:
-            if self.checkin_connection is None:
+            if self.checkin_connection is None and self.run_lane is None:
                 log.warning(
                     "KNEEGUARD_MQTT_CHECKIN_URL is not set: check-ins share the broker session "
                     "and the writer of the runs, so a red flag waits behind any backlog of runs"
                 )
-            for writer in self.writers:
+            if self.run_lane is not None:
+                self.run_lane.start()
+            for writer in self.local_writers:
                 writer.start()
-            for connection in self.connections:
+            for connection in self.local_connections:
                 connection.start()
         if self.web is not None:
             self.web.start()
@@ -388,7 +436,7 @@ class Service:
                         "could not store the held messages of %s; the broker will redeliver them",
                         writer.name,
                     )
-            for connection in self.connections:
+            for connection in self.local_connections:
                 connection.stop()
         self.engine.dispose()
         log.info("stopped after %d messages", sum(w.committed for w in self.writers))
