@@ -3,16 +3,19 @@ while runs arrive in the background at a rate derived from what the service inge
 run.
 
 One broker (the deploy config), one PostgreSQL database, a real SMTP server (aiosmtpd, in this
-process). The whole service runs as `kneeguard run`, with check-ins on a broker session of their
-own (KNEEGUARD_MQTT_CHECKIN_URL), as shipped under compose. In order:
+process). The whole service runs as `kneeguard run` as shipped under compose: check-ins on a broker
+session of their own (KNEEGUARD_MQTT_CHECKIN_URL), runs in a process of their own
+(KNEEGUARD_RUN_LANE_PROCESS). In order:
 
 1. ingest rate R: a burst of runs published as fast as two publisher processes can, and the time
    until the service has stored them all (as in bench/ingest.py);
 2. normal load: two processes publish runs at R/2 in total; after 2 s, one red flag every 50 ms,
    each for a different athlete (so each opens a new urgent alert);
 3. overload: the same at 1.5 R, so that runs pile up at the broker;
-4. for comparison, the same overload with the service on one session for runs and check-ins
-   (KNEEGUARD_MQTT_CHECKIN_URL unset), as before the check-in session existed.
+4. for comparison, the same overload with runs stored in the service's own process
+   (KNEEGUARD_RUN_LANE_PROCESS unset), as before the run process existed;
+5. and with one session for runs and check-ins (KNEEGUARD_MQTT_CHECKIN_URL unset too), as before
+   the check-in session existed.
 
 Latency is from the `publish()` call to the SMTP server receiving the athlete's email, both on
 this process's monotonic clock. Two stages on the way are reported per red flag too, from the
@@ -21,8 +24,9 @@ database and the wall clock of the same machine: until the service received the 
 queued (`deliveries.created_at`: stored, rules run, alert opened); the rest is the outbox. After
 each phase the benchmark waits until every run it published is stored; lost and duplicated count
 the runs and check-ins in the database against what was published, over all phases. Peak RSS is
-each service process's VmHWM. BENCH_PYSPY=DIR records a py-spy profile of the service during
-each phase (`latency-PHASE.txt`), as bench/ingest.py does.
+each service process's VmHWM, the run process's apart. BENCH_PYSPY=DIR records a py-spy profile
+of the service during each phase (`latency-PHASE.txt`), as bench/ingest.py does; with
+BENCH_PYSPY_ARGS=--subprocesses, the run process's too.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ PREFIX = "kneeguard/v1"
 FLAG_GAP = 0.05
 WARMUP = 2.0
 BACKGROUND_PROCESSES = 2
-PHASES = ("normal", "overload", "overload_one_session")
+PHASES = ("normal", "overload", "overload_one_process", "overload_one_session")
 _MP = multiprocessing.get_context("spawn")
 
 
@@ -219,7 +223,8 @@ def count(engine: Engine, model: type[Run] | type[Checkin]) -> int:
 
 def athletes(phase: str, flags: int) -> list[str]:
     """The athletes whose red flags a phase sends: new ones, so each opens a new alert."""
-    letter = {"normal": "n", "overload": "o", "overload_one_session": "s"}[phase]
+    letters = {"normal": "n", "overload": "o", "overload_one_process": "p"}
+    letter = letters.get(phase, "s")
     return [f"{letter}{i:04d}" for i in range(flags)]
 
 
@@ -352,6 +357,37 @@ def phase(
     return Phase(name, latencies, achieved, uuids, received, queued)
 
 
+def wait_sessions(service: ServiceProcess, sessions: int) -> None:
+    service.wait_subscribed()
+
+    def subscribed() -> bool:
+        return sum("subscribed to" in line for line in service.lines) == sessions
+
+    if not wait_until(subscribed, 30):
+        raise BenchError(f"not all {sessions} broker sessions subscribed:\n{service.tail()}")
+
+
+def stop(service: ServiceProcess, port: int) -> None:
+    """SIGTERM, and end the service's two broker sessions for the phases after it."""
+    if service.terminate() != 0:
+        raise BenchError(f"the service did not stop cleanly:\n{service.tail()}")
+    for client_id in ("kneeguard-ingest", "kneeguard-ingest-checkin"):
+        forget_session(port, client_id)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (the run process of a service that has one)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmHWM for process {pid}")
+
+
 def figures(scale: str) -> list[Figure]:
     flags, burst = SIZES[scale]
     results: list[Figure] = []
@@ -371,24 +407,30 @@ def figures(scale: str) -> list[Figure]:
         )
         services: list[ServiceProcess] = []
         phases: list[Phase] = []
+        lanes = {"KNEEGUARD_MQTT_CHECKIN_URL": broker.checkin_url}
         try:
-            two = ServiceProcess(
-                {**env, "KNEEGUARD_MQTT_CHECKIN_URL": broker.checkin_url},
-                Path(tmp),
-                args=("run",),
+            # As shipped: check-ins on a session of their own, runs in a process of their own.
+            shipped = ServiceProcess(
+                {**env, **lanes, "KNEEGUARD_RUN_LANE_PROCESS": "true"}, Path(tmp), args=("run",)
             )
-            services.append(two)
-            two.wait_subscribed()
-            if not wait_until(lambda: sum("subscribed to" in line for line in two.lines) == 2, 30):
-                raise BenchError(f"the check-in session did not subscribe:\n{two.tail()}")
-            rate, published = ingest_rate(broker, engine, two, burst)
+            services.append(shipped)
+            wait_sessions(shipped, 2)
+            rate, published = ingest_rate(broker, engine, shipped, burst)
             for name, factor in (("normal", 0.5), ("overload", 1.5)):
-                phases.append(phase(name, broker, engine, smtp, two, rate * factor, flags))
-            rss = two.peak_rss_mb()
-            if two.terminate() != 0:
-                raise BenchError(f"the service did not stop cleanly:\n{two.tail()}")
-            for client_id in ("kneeguard-ingest", "kneeguard-ingest-checkin"):
-                forget_session(broker.port, client_id)
+                phases.append(phase(name, broker, engine, smtp, shipped, rate * factor, flags))
+            rss = shipped.peak_rss_mb()
+            rss_runs = max((peak_rss_mb(pid) for pid in children(shipped.pid)), default=0.0)
+            stop(shipped, broker.port)
+            # For comparison, at the same overload: runs in the service's own process ...
+            one_process = ServiceProcess({**env, **lanes}, Path(tmp), args=("run",))
+            services.append(one_process)
+            wait_sessions(one_process, 2)
+            phases.append(
+                phase("overload_one_process", broker, engine, smtp, one_process, rate * 1.5, flags)
+            )
+            rss_one_process = one_process.peak_rss_mb()
+            stop(one_process, broker.port)
+            # ... and on one session for runs and check-ins, as before the check-in session.
             one = ServiceProcess(
                 {**env, "KNEEGUARD_MQTT_CLIENT_ID": "bench-one-session"}, Path(tmp), args=("run",)
             )
@@ -421,6 +463,8 @@ def figures(scale: str) -> list[Figure]:
         Figure("redflag_lost", float(lost), "messages"),
         Figure("redflag_duplicated", float(duplicated), "messages"),
         Figure("redflag_peak_rss_mb", rss, "MiB"),
+        Figure("redflag_peak_rss_mb_run_process", rss_runs, "MiB"),
+        Figure("redflag_peak_rss_mb_one_process", rss_one_process, "MiB"),
         Figure("redflag_peak_rss_mb_one_session", rss_one, "MiB"),
     ]
     return results
