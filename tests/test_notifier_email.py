@@ -420,12 +420,19 @@ def test_address_with_a_line_break_is_permanent() -> None:
 
 
 class Counting(Inbox):
-    """Counts connections (each starts with EHLO) and the QUITs that end them."""
+    """Counts connections (each starts with EHLO), the QUITs that end them and RSETs."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ehlo = 0
         self.quit = 0
+        self.rset = 0
+
+    async def handle_RSET(  # noqa: N802 - the name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        self.rset += 1
+        return "250 OK"
 
     async def handle_EHLO(  # noqa: N802 - the name aiosmtpd calls
         self,
@@ -452,7 +459,8 @@ def test_sends_share_one_connection_until_close_idle() -> None:
         sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
         for _ in range(5):
             sender.send(ANN, alert_message())
-        assert (len(inbox.envelopes), inbox.ehlo, inbox.quit) == (5, 1, 0)
+        # One connection, and no round trip to check it between messages.
+        assert (len(inbox.envelopes), inbox.ehlo, inbox.quit, inbox.rset) == (5, 1, 0, 0)
         sender.close_idle()
         assert wait_until(lambda: inbox.quit == 1, 5)
         sender.send(ANN, alert_message())
@@ -478,6 +486,54 @@ def test_a_kept_connection_the_server_dropped_costs_a_new_connection_not_a_deliv
         sender.close_idle()
         controller.stop()
     assert (len(first.envelopes), len(second.envelopes), second.ehlo) == (1, 1, 1)
+
+
+class DropsAtMail(Counting):
+    """Closes the connection, without a reply, when the `drop_at`-th MAIL FROM arrives: a kept
+    connection that breaks just as it is used again."""
+
+    def __init__(self, drop_at: int) -> None:
+        super().__init__()
+        self.drop_at = drop_at
+        self.mails = 0
+
+    async def handle_MAIL(  # noqa: N802 - the name aiosmtpd calls
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        self.mails += 1
+        if self.mails == self.drop_at:
+            assert server.transport is not None
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+
+def test_a_kept_connection_that_breaks_before_mail_is_answered_is_replaced_once() -> None:
+    inbox = DropsAtMail(drop_at=2)
+    with smtp_server(inbox) as port:
+        sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
+        sender.send(ANN, alert_message())
+        sender.send(ANN, alert_message())  # the kept connection breaks; a new one delivers
+        sender.close_idle()
+    assert (len(inbox.envelopes), inbox.ehlo, inbox.mails) == (2, 2, 3)
+
+
+def test_a_new_connection_that_breaks_at_mail_is_a_transient_failure() -> None:
+    inbox = DropsAtMail(drop_at=1)
+    with smtp_server(inbox) as port:
+        sender = transport(f"smtp://127.0.0.1:{port}?timeout=5")
+        with pytest.raises(DeliveryError) as failure:
+            sender.send(ANN, alert_message())
+        sender.close_idle()
+    assert not failure.value.permanent
+    assert (len(inbox.envelopes), inbox.mails) == (0, 1)
 
 
 def test_concurrent_sends_each_use_a_connection_of_their_own() -> None:
