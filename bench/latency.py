@@ -312,9 +312,18 @@ def phase(
         if not all(ready.wait(60) for ready in readies):
             raise BenchError(f"{name}: a background publisher did not connect within 60 s")
         time.sleep(WARMUP)
+        pids = [service.pid, *children(service.pid)]
+        cpu_before, flags_started = [cpu_seconds(pid) for pid in pids], time.monotonic()
         with profiler(service.pid, f"latency-{name}"):
             send_flags(client, athletes(name, flags), sent, published)
             done = wait_until(lambda: set(sent) <= arrived(smtp), 120, interval=0.1)
+        cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        took = time.monotonic() - flags_started
+        say(
+            f"{name}: from the first red flag to the last email ({took:.1f} s) "
+            f"the service used {cpu[0]:.1f} CPU-s"
+            + (f", its run process {cpu[1]:.1f} CPU-s" if len(cpu) > 1 else "")
+        )
         stop.set()
         outcomes = [results.get(timeout=120) for _ in processes]
         for process in processes:
@@ -379,6 +388,12 @@ def children(pid: int) -> list[int]:
     """The child processes of `pid` (the run process of a service that has one)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
