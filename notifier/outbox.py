@@ -80,7 +80,9 @@ class Outbox:
     clock: Clock
     backoff_base: float = 30.0
     batch: int = 20
-    senders: int = 4
+    # Sends are waits (an SMTP reply, a PUBACK, a commit), not CPU: with four, a burst of red
+    # flags (three deliveries each) queued in the outbox while the senders waited.
+    senders: int = 8
     rng: random.Random = field(default_factory=random.Random)
     links: NoticeLinks | None = None
     escalation_hours: float = ESCALATION_HOURS
