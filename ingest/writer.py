@@ -98,8 +98,9 @@ class Writer:
     # How many rejections per device are stored and logged (a flood is counted instead).
     # Unlimited unless given one: the service passes KNEEGUARD_DEAD_LETTERS_PER_DEVICE_MINUTE.
     rejections: RejectionLimit = field(default_factory=lambda: RejectionLimit(limit=UNLIMITED))
-    # Bytes held in the queue; beyond `max_queued_bytes` QoS 0 messages are dropped (QoS 1 ones
-    # are bounded by the broker's in-flight window, since they are acknowledged after storing).
+    # Bytes held in the queue; beyond `max_queued_bytes` QoS 0 messages are dropped. QoS 1 ones
+    # are acknowledged after storing and never dropped here: the broker's queue for the session
+    # bounds them (its in-flight window does not, docs/BENCHMARKS.md).
     max_queued_bytes: int = 32 * 1024 * 1024
     queued_bytes: int = 0
     dropped_qos0: int = 0
