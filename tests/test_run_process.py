@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +48,7 @@ from testsupport import (
     free_port,
     register,
     service,
+    service_env,
     wait_until,
 )
 
@@ -224,3 +228,35 @@ def test_metrics_and_readiness_of_the_run_process_over_http(
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0, proc.log
     assert "stopped after 50 messages" in proc.log
+
+
+def test_the_installed_command_starts_its_run_process(
+    sqlite_url: str, bound_broker: Mosquitto
+) -> None:
+    """As the image runs it: the `kneeguard` console script, whose module the run process must
+    not run again as a command when it starts."""
+    script = Path(sys.executable).with_name("kneeguard")
+    assert script.exists(), script
+    env = service_env(sqlite_url, bound_broker.url, **process_env(bound_broker))
+    proc = subprocess.Popen(
+        [str(script), "run"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        lines.extend(line.rstrip("\n") for line in proc.stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert wait_until(lambda: sum("subscribed to" in line for line in lines) == 2, 30), lines
+        lane = child_pid("\n".join(lines))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, lines
+        reader.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_until(lambda: not alive(lane), 10)
+    assert "Usage:" not in "\n".join(lines)
