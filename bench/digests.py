@@ -9,8 +9,9 @@ Python, nothing else), the least building the digests can cost; and the same ema
 same server by a bare smtplib session (one connection, `send_message` after `send_message`),
 which is the least an SMTP hand-off costs from Python here.
 
-BENCH_PYSPY=DIR records a py-spy profile of this process while the outbox sends
-(`digests-outbox.txt`, `--format raw`), as bench/ingest.py does for the service.
+BENCH_PYSPY=DIR records py-spy profiles of this process while the digests are built
+(`digests-build.txt`) and while the outbox sends (`digests-outbox.txt`), `--format raw`, as
+bench/ingest.py does for the service.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ def figures(scale: str) -> list[Figure]:
             say(f"{coaches} coaches, {coaches * PER_COACH} athletes, {runs} runs loaded")
             scan, scanned = bare_scan(engine, now)
             say(f"bare scan: {scanned} rows in {scan:.2f} s")
-            started = time.perf_counter()
-            ids = send_due_digests(engine, now, force=True, available_channels=("email",))
-            built = time.perf_counter() - started
+            with profiler(os.getpid(), "digests-build"):
+                started = time.perf_counter()
+                ids = send_due_digests(engine, now, force=True, available_channels=("email",))
+                built = time.perf_counter() - started
             settings = Settings(database_url=url, smtp_url=smtp.url, _env_file=None)
             outbox = Outbox(engine, build_transports(settings), lambda: datetime.now(UTC))
             with profiler(os.getpid(), "digests-outbox"):
