@@ -26,7 +26,7 @@ from rules.evaluate import history_days_needed
 from rules.model import PainSite, Recommendation
 from rules.text import coach_text, pain_site_notes, site_words
 
-__all__ = ["AlertLine", "AthleteLine", "DigestContent", "build_digest"]
+__all__ = ["AlertLine", "AthleteLine", "DigestContent", "build_digest", "build_digests"]
 
 SEVERITY_ORDER: Final = ("urgent", "warning", "info")
 PAIN_TRENDS: Final = ("rising", "falling", "steady", "no earlier week", "no check-ins")
@@ -184,41 +184,119 @@ def build_digest(
     configuration; defaults when None). Five queries whatever the number of athletes.
     Raises `LookupError` for an unknown coach.
     """
+    return build_digests(conn, {coach_id: (start, end)}, now, config)[coach_id]
+
+
+def build_digests(
+    conn: Connection,
+    periods: Mapping[str, tuple[datetime, datetime]],
+    now: datetime,
+    config: RulesConfig | None = None,
+) -> dict[str, DigestContent]:
+    """The digests of many coaches at once: coach id -> its `build_digest`, for the period
+    (start, end) given for it, all as of `now`.
+
+    Each digest is the one `build_digest` gives for that coach alone, byte for byte; the rows
+    of all the coaches are read together, in the same five queries whatever the number of
+    coaches, and each coach's content is then built from memory. Raises `LookupError` if any
+    coach is unknown.
+    """
     require_aware(now)
     now = now.astimezone(UTC)
     config = config or RulesConfig()
-    run_lookback = timedelta(days=history_days_needed(config) + 1)
-    coach = conn.execute(
-        select(Coach.name, Coach.timezone).where(Coach.id == coach_id)
-    ).one_or_none()
-    if coach is None:
-        raise LookupError(f"unknown coach {coach_id!r}")
-    coach_zone = ZoneInfo(coach.timezone)
-    mine = select(Athlete.id).where(Athlete.coach_id == coach_id).scalar_subquery()
-
-    # Sorted here, not by the database: collations differ between SQLite and PostgreSQL.
-    athletes = sorted(
-        conn.execute(
-            select(Athlete.id, Athlete.name, Athlete.timezone).where(Athlete.coach_id == coach_id)
-        ).all(),
-        key=lambda row: (row.name.casefold(), row.id),
+    if not periods:
+        return {}
+    ids = list(periods)
+    coaches = {
+        row.id: row
+        for row in conn.execute(
+            select(Coach.id, Coach.name, Coach.timezone).where(Coach.id.in_(ids))
+        )
+    }
+    for coach_id in ids:
+        if coach_id not in coaches:
+            raise LookupError(f"unknown coach {coach_id!r}")
+    rows = _load(
+        conn,
+        ids,
+        min(start for start, _ in periods.values()),
+        max(end for _, end in periods.values()),
+        now,
+        timedelta(days=history_days_needed(config) + 1),
     )
-    names = {row.id: row.name for row in athletes}
+    return {
+        coach_id: _compose(
+            coach_id,
+            coaches[coach_id],
+            rows.athletes.get(coach_id, []),
+            rows.alerts.get(coach_id, []),
+            rows.facts,
+            *periods[coach_id],
+            now,
+            config,
+        )
+        for coach_id in ids
+    }
 
-    alert_rows = conn.execute(
-        select(Alert)
+
+@dataclass(slots=True)
+class _Rows:
+    """What the digests of some coaches read, keyed by coach (athletes, alerts) or athlete."""
+
+    athletes: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    alerts: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    facts: dict[str, _Facts] = field(default_factory=lambda: defaultdict(_Facts))
+
+
+def _load(
+    conn: Connection,
+    coach_ids: Sequence[str],
+    earliest: datetime,
+    latest: datetime,
+    now: datetime,
+    run_lookback: timedelta,
+) -> _Rows:
+    """The coaches' athletes, their alerts open or opened in [earliest, latest), their runs over
+    `run_lookback` and check-ins over the digest's look-back, up to `now`, in four queries.
+
+    Alerts are grouped by coach in the order they opened; each athlete's runs and check-ins are
+    in the order the rules read them (by time, then id)."""
+    rows = _Rows()
+    for athlete in conn.execute(
+        select(Athlete.id, Athlete.name, Athlete.timezone, Athlete.coach_id).where(
+            Athlete.coach_id.in_(coach_ids)
+        )
+    ):
+        rows.athletes[athlete.coach_id].append(athlete)
+    mine = select(Athlete.id).where(Athlete.coach_id.in_(coach_ids)).scalar_subquery()
+
+    for alert in conn.execute(
+        select(
+            Alert.id,
+            Alert.athlete_id,
+            Alert.rule_id,
+            Alert.severity,
+            Alert.recommendation,
+            Alert.status,
+            Alert.opened_at,
+            Alert.message,
+            Alert.coach_message,
+            Athlete.coach_id,
+        )
+        .join(Athlete, Athlete.id == Alert.athlete_id)
         .where(
-            Alert.athlete_id.in_(mine),
+            Athlete.coach_id.in_(coach_ids),
             or_(
                 Alert.status != "resolved",
-                and_(Alert.opened_at >= start, Alert.opened_at < end),
+                and_(Alert.opened_at >= earliest, Alert.opened_at < latest),
             ),
         )
         .order_by(Alert.opened_at, Alert.id)
-    ).all()
+    ):
+        rows.alerts[alert.coach_id].append(alert)
 
-    facts: dict[str, _Facts] = defaultdict(_Facts)
-    for row in conn.execute(
+    facts = rows.facts
+    for athlete_id, uuid, start_time, distance_m in conn.execute(
         select(Run.athlete_id, Run.uuid, Run.start_time, Run.distance_m)
         .where(
             Run.athlete_id.in_(mine),
@@ -227,8 +305,8 @@ def build_digest(
         )
         .order_by(Run.athlete_id, Run.start_time, Run.id)
     ):
-        facts[row.athlete_id].runs.append(_RunRow(row.uuid, row.start_time, row.distance_m))
-    for checkin in conn.execute(
+        facts[athlete_id].runs.append(_RunRow(uuid, start_time, distance_m))
+    for athlete_id, recorded_at, context, pain_score, related, sites, note in conn.execute(
         select(
             Checkin.athlete_id,
             Checkin.recorded_at,
@@ -245,16 +323,37 @@ def build_digest(
         )
         .order_by(Checkin.athlete_id, Checkin.recorded_at, Checkin.id)
     ):
-        facts[checkin.athlete_id].checkins.append(
+        facts[athlete_id].checkins.append(
             _CheckinRow(
-                checkin.recorded_at,
-                checkin.context,
-                checkin.pain_score,
-                checkin.related_run_uuid,
-                tuple(PainSite(s["side"], s["aspect"]) for s in checkin.pain_sites or ()),
-                checkin.note,
+                recorded_at,
+                context,
+                pain_score,
+                related,
+                tuple(PainSite(s["side"], s["aspect"]) for s in sites or ()),
+                note,
             )
         )
+    return rows
+
+
+def _compose(
+    coach_id: str,
+    coach: Any,
+    athlete_rows: Sequence[Any],
+    alert_rows: Sequence[Any],
+    facts: Mapping[str, _Facts],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    config: RulesConfig,
+) -> DigestContent:
+    """One coach's digest from the rows `_load` read; its alerts may include some resolved
+    outside its period (read for another coach's), which no part of the digest shows."""
+    coach_zone = ZoneInfo(coach.timezone)
+    # Sorted here, not by the database: collations differ between SQLite and PostgreSQL.
+    athletes = sorted(athlete_rows, key=lambda row: (row.name.casefold(), row.id))
+    names = {row.id: row.name for row in athletes}
+    no_facts = _Facts()
 
     def line(alert: Any) -> AlertLine:
         name = names.get(alert.athlete_id, alert.athlete_id)
@@ -291,7 +390,7 @@ def build_digest(
             row.id,
             row.name,
             ZoneInfo(row.timezone),
-            facts[row.id],
+            facts.get(row.id, no_facts),
             now,
             config,
             (start, now) if row.id in attention else None,
