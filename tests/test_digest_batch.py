@@ -1,16 +1,18 @@
-"""Digests of many coaches built together: the same bytes as one coach at a time, on SQLite and
-PostgreSQL."""
+"""Digests of many coaches built and sent together: the same bytes as one coach at a time, and a
+failing coach still costs the others nothing — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
-from db.models import Digest
+from db.models import Delivery, Digest
 from notifier.digest import build_digest, send_due_digests
+from notifier.digest import send as digest_send
 from notifier.digest.content import build_digests
 from tests.test_digest import NOW, add_alert, add_athlete, add_coach, day
 from testsupport import insert_checkin, insert_run
@@ -127,3 +129,51 @@ def test_a_round_of_digests_stores_what_each_coach_built_alone_would(clubs: Engi
                 content.html,
                 data,
             )
+
+
+def test_coaches_are_sent_in_chunks_each_claimed_once(
+    clubs: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(digest_send, "CHUNK", {"postgresql": 4, "sqlite": 4})
+    first = send_due_digests(clubs, NOW, force=True)
+    assert len(first) == 6
+    assert send_due_digests(clubs, NOW, force=True) == []
+    with clubs.connect() as conn:
+        coaches = conn.execute(select(Digest.coach_id).order_by(Digest.id)).scalars().all()
+        channels = conn.execute(select(Delivery.recipient_id, Delivery.channel)).all()
+    assert coaches == [f"coach{c}" for c in range(6)]
+    assert sorted(channels) == sorted(
+        [(f"coach{c}", "email") for c in range(6)]
+        + [(f"coach{c}", "webhook") for c in range(1, 6, 2)]
+    )
+
+
+def test_a_failing_coach_leaves_the_others_digests_and_deliveries_committed(
+    clubs: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One coach's athlete has a time zone that does not exist: building that coach's digest
+    fails, in the same chunk as the others'. The others are sent; that coach is logged and gets
+    a digest on the next run once the data is right."""
+    with clubs.begin() as conn:
+        conn.exec_driver_sql("UPDATE athletes SET timezone = 'Mars/Olympus' WHERE id = 'ath3_0'")
+    with caplog.at_level(logging.WARNING):
+        ids = send_due_digests(clubs, NOW, force=True)
+    assert len(ids) == 5
+    with clubs.connect() as conn:
+        stored = conn.execute(select(Digest.coach_id, Digest.text)).all()
+        delivered = conn.execute(select(Delivery.recipient_id).distinct()).scalars().all()
+    assert sorted(coach for coach, _ in stored) == [f"coach{c}" for c in (0, 1, 2, 4, 5)]
+    assert all(text for _, text in stored)
+    assert sorted(delivered) == [f"coach{c}" for c in (0, 1, 2, 4, 5)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "digest for coach coach3 failed; the next run tries again"
+    ]
+
+    with clubs.begin() as conn:
+        conn.exec_driver_sql("UPDATE athletes SET timezone = 'UTC' WHERE id = 'ath3_0'")
+    (retried,) = send_due_digests(clubs, NOW, force=True)
+    with clubs.connect() as conn:
+        row = conn.execute(select(Digest).where(Digest.id == retried)).one()
+        assert row.coach_id == "coach3" and row.text
+        assert conn.execute(select(Delivery).where(Delivery.digest_id == retried)).all()
