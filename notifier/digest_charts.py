@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from db.models import Athlete
 from notifier.base import InlineImage, NoticeLinks
-from notifier.charts import athlete_charts, png
+from notifier.charts import ChartData, athlete_charts, png
 
 MAX_CHARTS = 20
 _RANK = {"urgent": 0, "warning": 1, "info": 2}
@@ -40,24 +40,29 @@ def at_risk(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def decorate(
-    conn: Connection,
+    conn: Connection | None,
     html: str,
     data: Mapping[str, Any],
     now: datetime,
     links: NoticeLinks | None,
 ) -> tuple[str, tuple[InlineImage, ...]]:
-    """The digest HTML with the chart section before `</body>`, and its images."""
+    """The digest HTML with the chart section before `</body>`, and its images. `conn` is read
+    only when an athlete is at risk (None will do otherwise)."""
     people = at_risk(data)[:MAX_CHARTS]
     dashboard = links.dashboard() if links is not None else None
     if not people and dashboard is None:
         return html, ()
-    zones: dict[str, str] = {
-        athlete_id: timezone
-        for athlete_id, timezone in conn.execute(
-            select(Athlete.id, Athlete.timezone).where(Athlete.id.in_([p[0] for p in people]))
-        )
-    }
-    charts = athlete_charts(conn, [(a, zones[a]) for a, _, _ in people if a in zones], now)
+    charts: dict[str, ChartData] = {}
+    if people:
+        if conn is None:
+            raise ValueError("the charts of athletes at risk need a database connection")
+        zones: dict[str, str] = {
+            athlete_id: timezone
+            for athlete_id, timezone in conn.execute(
+                select(Athlete.id, Athlete.timezone).where(Athlete.id.in_([p[0] for p in people]))
+            )
+        }
+        charts = athlete_charts(conn, [(a, zones[a]) for a, _, _ in people if a in zones], now)
     images: list[InlineImage] = []
     parts = []
     if people:

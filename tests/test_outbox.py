@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Engine, event, insert, select, update
 
 from db.engine import session_factory
 from db.models import Delivery, Digest
@@ -215,3 +215,68 @@ def test_urgent_busy_while_a_red_flag_is_being_sent_and_not_for_a_digest(engine:
     finally:
         transport.release.set()
         worker.stop()
+
+
+class Keeping:
+    """An email channel that keeps every message it is given."""
+
+    channel: Channel = "email"
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Recipient, Message]] = []
+
+    def send(self, recipient: Recipient, message: Message) -> None:
+        self.messages.append((recipient, message))
+
+
+def test_a_digest_is_read_with_its_claim_and_sent_as_before(engine: Engine) -> None:
+    """A digest and its coach come with the claim: sending one with no athlete at risk reads
+    nothing more (it read the coach and the digest on a connection of its own), and the email
+    is the one `load_notice` gives."""
+    from notifier.outbox import load_notice
+
+    register(engine)
+    now = datetime.now(UTC)
+    digests(engine, 2, now)
+    links = CountingLinks()
+    transport = Keeping()
+    outbox = Outbox(engine, {"email": transport}, lambda: now, links=links)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    claimed = outbox.claim(now)
+    assert [item.digest is not None for item in claimed] == [True, True]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for item in claimed:
+            assert outbox.send(item) == "sent"
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [s for s in statements if s.lstrip().upper().startswith("SELECT")] == []
+    with engine.connect() as conn:
+        expected = [load_notice(conn, item, links) for item in claimed]
+    sent = [(recipient, message) for recipient, message in transport.messages]
+    assert [(r, m.subject, m.text, m.html, m.data) for r, m in sent] == [
+        (r, m.subject, m.text, m.html, m.data) for r, m in expected
+    ]
+    assert (
+        sent[0][1].text.endswith("http://localhost/coach\n") or "localhost/coach" in sent[0][1].text
+    )
+
+
+def test_a_digest_with_an_athlete_at_risk_still_gets_its_chart(engine: Engine) -> None:
+    register(engine)
+    now = datetime.now(UTC)
+    digests(engine, 1, now)
+    open_alert = {"athlete_id": "ann", "athlete_name": "Ann", "severity": "urgent"}
+    with engine.begin() as conn:
+        conn.execute(update(Digest).values(data={"open_alerts": [open_alert]}))
+    transport = Keeping()
+    outbox = Outbox(engine, {"email": transport}, lambda: now, links=CountingLinks())
+    (item,) = outbox.claim(now)
+    assert outbox.send(item) == "sent"
+    ((_, message),) = transport.messages
+    assert [image.cid for image in message.images] == ["chart-0@kneeguard"]
+    assert "cid:chart-0@kneeguard" in (message.html or "")
