@@ -2,7 +2,8 @@
 
 Coaches with 20 athletes each, 30 days of history per athlete (loaded with COPY), on
 PostgreSQL; one forced digest round (`send_due_digests`: claim, build, outbox rows) is timed,
-then the outbox hands every digest to a real SMTP server (aiosmtpd, in this process). In the
+then the outbox hands every digest to a real SMTP server (aiosmtpd, in a process of its own that
+parses nothing, so that neither sender shares an interpreter with it). In the
 same run, two references: a bare scan of the rows a digest reads (each coach's athletes, their
 open or recent alerts, runs and check-ins over the same look-backs, streamed and touched in
 Python, nothing else), the least building the digests can cost; and the same emails handed to the
@@ -28,6 +29,7 @@ from sqlalchemy import Engine, Select, or_, select
 
 from bench import BenchError, Figure
 from bench._db import fresh_postgres
+from bench._smtp import SinkProcess
 from bench.ingest import profiler
 from bench.sweep import load_club
 from db.engine import make_engine
@@ -41,7 +43,7 @@ from notifier.email import build_email
 from notifier.outbox import Outbox
 from rules.config import RulesConfig
 from rules.evaluate import history_days_needed
-from testsupport import SmtpSink
+from testsupport import wait_until
 
 COACHES = {"tiny": 10, "small": 1_000, "full": 1_000}
 PER_COACH = 20
@@ -54,7 +56,7 @@ def say(message: str) -> None:
 def figures(scale: str) -> list[Figure]:
     coaches = COACHES[scale]
     now = datetime.now(UTC)
-    smtp = SmtpSink().start()
+    smtp = SinkProcess().start()
     try:
         with fresh_postgres() as url:
             engine = make_engine(url)
@@ -76,16 +78,19 @@ def figures(scale: str) -> list[Figure]:
                 handed = time.perf_counter() - started
             emails = bare_emails(engine, settings.mail_from)
             engine.dispose()
-        delivered = len(smtp.messages)
+        wait_until(lambda: len(smtp.received) >= coaches, 30)
+        delivered = len(smtp.received)
         started = time.perf_counter()
         bare_session(smtp.port, emails)
         bare = time.perf_counter() - started
+        wait_until(lambda: len(smtp.received) >= 2 * coaches, 30)
+        total = len(smtp.received)
     finally:
         smtp.stop()
     if len(ids) != coaches or delivered != coaches:
         raise BenchError(f"{len(ids)} digests built, {delivered} emails for {coaches}")
-    if len(smtp.messages) != 2 * coaches:
-        raise BenchError(f"the bare session delivered {len(smtp.messages) - delivered} emails")
+    if total != 2 * coaches:
+        raise BenchError(f"the bare session delivered {total - delivered} emails")
     return [
         Figure(f"digest_build_seconds_{coaches}", built, "s"),
         Figure(f"digest_bare_scan_seconds_{coaches}", scan, "s"),
