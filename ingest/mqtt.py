@@ -12,6 +12,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -226,6 +227,8 @@ class MqttConnection:
         self._receiving = threading.Event()
         self._receiving.set()
         self.fatal_error: str | None = None
+        self.publishes_refused = 0
+        self._refusal_said: float | None = None
         self.ready = threading.Event()
         self.failed = threading.Event()
         self._pending_suback: int | None = None
@@ -319,7 +322,23 @@ class MqttConnection:
     # Broker protocol used by the writer ------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 without waiting (a device's answer, a prompt). paho keeps the message
+        until its PUBACK; it refuses one only when 65,535 are already
+        outstanding (its message ids) or its queue is full, and then the answer is lost: the
+        device publishes again and is answered `duplicate`. Counted, and said at most once a
+        minute, so that an operator can see it."""
         info = self._client.publish(topic, payload, qos=1)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self.publishes_refused += 1
+            now = time.monotonic()
+            if self._refusal_said is None or now - self._refusal_said >= 60:
+                self._refusal_said = now
+                log.warning(
+                    "the MQTT client holds too many unconfirmed publishes; answers to devices "
+                    "not sent so far: %d (the devices publish again)",
+                    self.publishes_refused,
+                )
+            return
         with self._publish_lock:
             self._last_publish = info
 

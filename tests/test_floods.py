@@ -206,3 +206,25 @@ def test_a_device_filling_the_services_queue_delays_others_but_loses_nothing(
             assert device.ack_for(run["header"]["uuid"], 30)["status"] == "accepted"
             proc.signal(signal.SIGTERM)
             assert proc.wait() == 0, proc.log
+
+
+def test_an_answer_the_mqtt_client_refuses_is_counted_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """paho refuses a QoS 1 publish when its message ids are all outstanding (65,535 answers
+    waiting for PUBACKs behind a backlog); the answer was dropped without a word. A queue of one
+    stands for that here: the client is not connected, so the first answer stays queued."""
+    from ingest.mqtt import BrokerAddress, MqttConnection
+
+    address = BrokerAddress.from_url(f"mqtt://127.0.0.1:{free_port()}")
+    connection = MqttConnection(address, "refusals", [], sink=lambda message: None)
+    connection._client.max_queued_messages_set(1)
+    with caplog.at_level("WARNING", logger="ingest.mqtt"):
+        for _ in range(3):
+            connection.publish("kneeguard/v1/ann/watch/ack", b"{}")
+    assert connection.publishes_refused == 2
+    said = [r.getMessage() for r in caplog.records if "answers to devices" in r.getMessage()]
+    assert said == [
+        "the MQTT client holds too many unconfirmed publishes; answers to devices not sent so "
+        "far: 1 (the devices publish again)"
+    ]
