@@ -501,6 +501,29 @@ def load_notice(
     return render_notice(item, row, links, escalation_hours)
 
 
+# The recipient's columns when it is a coach, read with a claimed notice (`_coach_recipient`).
+_COACH_COLUMNS = (
+    Coach.id.label("coach_id"),
+    Coach.name.label("coach_name"),
+    Coach.email.label("coach_email"),
+    Coach.timezone.label("coach_timezone"),
+    Coach.webhook_url,
+    Coach.webhook_secret,
+)
+
+
+def _coach_recipient(row: Row[Any]) -> Recipient:
+    return Recipient(
+        kind="coach",
+        id=row.coach_id,
+        name=row.coach_name,
+        email=row.coach_email,
+        timezone=row.coach_timezone,
+        webhook_url=row.webhook_url,
+        webhook_secret=row.webhook_secret,
+    )
+
+
 def notice_rows(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, Row[Any]]:
     """Per alert delivery id: its alert, the alert's athlete (the recipient, or named in a
     coach's notice), the athlete's link generation and, for a coach, the coach; one statement
@@ -524,12 +547,7 @@ def notice_rows(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, Row[
             Athlete.timezone.label("athlete_timezone"),
             Athlete.ntfy_topic,
             AthleteLink.generation.label("link_generation"),
-            Coach.id.label("coach_id"),
-            Coach.name.label("coach_name"),
-            Coach.email.label("coach_email"),
-            Coach.timezone.label("coach_timezone"),
-            Coach.webhook_url,
-            Coach.webhook_secret,
+            *_COACH_COLUMNS,
         )
         .join(Alert, Alert.id == Delivery.alert_id)
         .join(Athlete, Athlete.id == Alert.athlete_id)
@@ -554,12 +572,7 @@ def digest_rows(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, Row[
             Digest.text,
             Digest.html,
             Digest.data,
-            Coach.id.label("coach_id"),
-            Coach.name.label("coach_name"),
-            Coach.email.label("coach_email"),
-            Coach.timezone.label("coach_timezone"),
-            Coach.webhook_url,
-            Coach.webhook_secret,
+            *_COACH_COLUMNS,
         )
         .join(Digest, Digest.id == Delivery.digest_id)
         .join(Coach, and_(Delivery.recipient_kind == "coach", Coach.id == Delivery.recipient_id))
@@ -573,15 +586,7 @@ def render_digest(
 ) -> tuple[Recipient, Message]:
     """The coach and the message of a digest delivery, from its `digest_rows` row; the database
     is read only for the charts of athletes at risk."""
-    recipient = Recipient(
-        kind="coach",
-        id=row.coach_id,
-        name=row.coach_name,
-        email=row.coach_email,
-        timezone=row.coach_timezone,
-        webhook_url=row.webhook_url,
-        webhook_secret=row.webhook_secret,
-    )
+    recipient = _coach_recipient(row)
     if not at_risk(row.data):
         return recipient, digest_message(None, row, item, links)
     with engine.connect() as conn:
@@ -614,15 +619,7 @@ def render_notice(
     if item.recipient_kind == "coach":
         if row.coach_id is None:
             raise LookupError(f"coach {item.recipient_id}")
-        recipient = Recipient(
-            kind="coach",
-            id=row.coach_id,
-            name=row.coach_name,
-            email=row.coach_email,
-            timezone=row.coach_timezone,
-            webhook_url=row.webhook_url,
-            webhook_secret=row.webhook_secret,
-        )
+        recipient = _coach_recipient(row)
     elif item.recipient_id == row.athlete_id:
         recipient = Recipient(
             kind="athlete",
