@@ -170,6 +170,9 @@ def test_the_service_killed_its_run_process_stores_what_it_holds_and_exits(
             # Orphaned, the run process ends by itself; what it acknowledged is stored.
             assert wait_until(lambda: not alive(lane), 40), "the run process outlived the service"
         with service(pg_url, bound_broker.url, **process_env(bound_broker)) as second:
+            # The orphan may have stored every run before it exited: wait for the new service
+            # itself, so that it is up (and its signal handlers are) before it is stopped.
+            assert wait_until(lambda: second.log.count("subscribed to") == 2, 30), second.log
             assert wait_until(lambda: count(engine, Run) == 3000, 120), second.log
             time.sleep(1)  # any redelivered duplicate would have arrived by now
             second.signal(signal.SIGTERM)
