@@ -224,7 +224,27 @@ def test_an_answer_the_mqtt_client_refuses_is_counted_and_said(
             connection.publish("kneeguard/v1/ann/watch/ack", b"{}")
     assert connection.publishes_refused == 2
     said = [r.getMessage() for r in caplog.records if "answers to devices" in r.getMessage()]
+    assert len(said) == 1  # once a minute at most
     assert said == [
         "the MQTT client holds too many unconfirmed publishes; answers to devices not sent so "
         "far: 1 (the devices publish again)"
     ]
+
+
+def test_answers_not_sent_reach_the_metrics(sqlite_url: str) -> None:
+    from kneeguard.app.service import Service
+    from kneeguard.settings import Settings
+
+    settings = Settings(
+        database_url=sqlite_url, mqtt_url=f"mqtt://127.0.0.1:{free_port()}", _env_file=None
+    )
+    engine = make_engine(sqlite_url)
+    try:
+        service = Service(settings, engine, only="ingest")
+        service.connection._client.max_queued_messages_set(1)  # not connected: the first stays
+        for _ in range(3):
+            service.connection.publish("kneeguard/v1/ann/watch/ack", b"{}")
+        sample = service.metrics.registry.get_sample_value
+        assert sample("kneeguard_answers_not_sent_total") == 2
+    finally:
+        engine.dispose()

@@ -210,6 +210,7 @@ def test_metrics_count_messages_batches_alerts_and_deliveries(
         assert "kneeguard_rule_sweep_seconds_count 0.0" in text
         assert "kneeguard_qos0_dropped_total 0.0" in text
         assert "kneeguard_rejections_not_stored_total 0.0" in text
+        assert "kneeguard_answers_not_sent_total 0.0" in text
         opened = [
             line for line in text.splitlines() if line.startswith("kneeguard_alerts_opened_total{")
         ]

@@ -61,14 +61,15 @@ class DatabaseTotals(Collector):
 
 
 class Shed(Collector):
-    """What the writers let go under a flood, read at scrape time: QoS 0 messages dropped while
-    the queue was full, and rejections answered but not stored (over a device's limit)."""
+    """What the service let go under a flood, read at scrape time: QoS 0 messages dropped while
+    the writer's queue was full, rejections answered but not stored (over a device's limit),
+    and answers to devices the MQTT client refused to publish (too many unconfirmed)."""
 
-    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
         self.read = read
 
     def collect(self) -> Iterator[Any]:
-        dropped, unstored = self.read()
+        dropped, unstored, unanswered = self.read()
         yield CounterMetricFamily(
             "kneeguard_qos0_dropped",
             "QoS 0 messages dropped while the writer's queue was over its bound.",
@@ -78,6 +79,11 @@ class Shed(Collector):
             "kneeguard_rejections_not_stored",
             "Rejected messages over their device's dead-letter limit: answered, not stored.",
             value=unstored,
+        )
+        yield CounterMetricFamily(
+            "kneeguard_answers_not_sent",
+            "Answers to devices the MQTT client refused to publish (too many unconfirmed).",
+            value=unanswered,
         )
 
 
@@ -118,8 +124,9 @@ class Metrics:
         )
         self.registry.register(DatabaseTotals(engine))
 
-    def watch_shedding(self, read: Callable[[], tuple[int, int]]) -> None:
-        """Report (QoS 0 dropped, rejections not stored), as `read` gives them when scraped."""
+    def watch_shedding(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        """Report (QoS 0 dropped, rejections not stored, answers not sent), as `read` gives them
+        when scraped."""
         self.registry.register(Shed(read))
 
     def message_received(self, topic: str) -> None:

@@ -81,6 +81,7 @@ class Report:
     committed: int = 0
     dropped_qos0: int = 0
     suppressed: int = 0
+    publishes_refused: int = 0
     received: dict[str, int] = field(default_factory=dict)
     answered: dict[tuple[str, str], int] = field(default_factory=dict)
     batch_seconds: list[float] = field(default_factory=list)
@@ -104,6 +105,7 @@ class RunLane:
         self.committed = 0
         self.dropped_qos0 = 0
         self.suppressed_total = 0
+        self.publishes_refused = 0
         self._depth = 0
         self._alive = False
         self._writer_alive = False
@@ -206,6 +208,7 @@ class RunLane:
         self.committed = report.committed
         self.dropped_qos0 = report.dropped_qos0
         self.suppressed_total = report.suppressed
+        self.publishes_refused = report.publishes_refused
         metrics = self.metrics
         if metrics is not None:
             for kind, count in report.received.items():
@@ -369,6 +372,7 @@ class _ChildLane:
             committed=writer.committed,
             dropped_qos0=writer.dropped_qos0,
             suppressed=writer.rejections.suppressed_total,
+            publishes_refused=self.connection.publishes_refused,
         )
         self.counts.take(report)
         return report

@@ -168,6 +168,8 @@ class Service:
                 # One limit for both lanes in one process; the run process has its own.
                 self.writer.rejections.suppressed_total
                 + (self.run_lane.suppressed_total if self.run_lane is not None else 0),
+                sum(connection.publishes_refused for connection in self.local_connections)
+                + (self.run_lane.publishes_refused if self.run_lane is not None else 0),
             )
         )
         self.readiness = Readiness(self)
