@@ -14,7 +14,7 @@ from db.engine import session_factory
 from db.models import Delivery, Digest
 from kneeguard.admin.registry import Registry
 from notifier.base import Channel, Message, Recipient
-from notifier.outbox import Outbox, OutboxWorker
+from notifier.outbox import Claimed, Outbox, OutboxWorker
 from notifier.routing import enqueue_alerts
 from testsupport import add_alert, register, wait_until
 
@@ -134,6 +134,22 @@ def _subject(transport: Recording, to: str) -> str:
     return next((subject for who, subject in transport.sent if who == to), "")
 
 
+def reads_while_sending(engine: Engine, outbox: Outbox, claimed: list[Claimed]) -> list[str]:
+    """Send every claimed delivery (each must go out) and return the SELECTs that ran meanwhile."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for item in claimed:
+            assert outbox.send(item) == "sent"
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+
 def test_an_alert_notice_is_read_with_its_claim_not_per_send(engine: Engine) -> None:
     """The alert, its athlete, the recipient and the link generation come with the claim, in
     one statement: sending reads nothing more (it read each on its own, on two connections)."""
@@ -144,21 +160,9 @@ def test_an_alert_notice_is_read_with_its_claim_not_per_send(engine: Engine) -> 
         enqueue_alerts(conn, [(a, "opened") for a in alerts], now, ("email",))
     links = CountingLinks()
     outbox = Outbox(engine, {"email": Recording()}, lambda: now, links=links)
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     claimed = outbox.claim(now)
     assert len(claimed) == 6
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        for item in claimed:
-            assert outbox.send(item) == "sent"
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert reads == []
+    assert reads_while_sending(engine, outbox, claimed) == []
     assert links.generations == [0, 0, 0]  # the athlete's links, generation read with the claim
 
 
@@ -241,20 +245,9 @@ def test_a_digest_is_read_with_its_claim_and_sent_as_before(engine: Engine) -> N
     links = CountingLinks()
     transport = Keeping()
     outbox = Outbox(engine, {"email": transport}, lambda: now, links=links)
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     claimed = outbox.claim(now)
     assert [item.digest is not None for item in claimed] == [True, True]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        for item in claimed:
-            assert outbox.send(item) == "sent"
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert [s for s in statements if s.lstrip().upper().startswith("SELECT")] == []
+    assert reads_while_sending(engine, outbox, claimed) == []
     with engine.connect() as conn:
         expected = [load_notice(conn, item, links) for item in claimed]
     sent = [(recipient, message) for recipient, message in transport.messages]
