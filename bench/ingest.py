@@ -362,8 +362,13 @@ class ServiceProcess(testsupport.ServiceProcess):
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the service process so far (all threads)."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """User and system CPU time of the service process so far (all threads)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
     def peak_rss_mb(self) -> float:
         """VmHWM of the service process, in MiB."""
@@ -433,18 +438,19 @@ def profiler(pid: int, name: str) -> Iterator[None]:
         return
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()
+    rate = [] if any(arg.startswith(("--rate", "-r")) for arg in extra) else ["--rate", "100"]
     process = subprocess.Popen(
         [
             binary,
             "record",
             "--pid",
             str(pid),
-            "--rate",
-            "100",
+            *rate,
             "--threads",
             "--format",
             "raw",
-            *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
+            *extra,
             "--output",
             str(out / f"{name}.txt"),
         ],
@@ -642,6 +648,7 @@ def measure_kneeguard(
             service.wait_subscribed()
         with profiler(services[0].pid, f"ingest-{backend}"):
             cpu_before = sum(service.cpu_seconds() for service in services)
+            split_before = services[0].cpu_split()
             busy_before = machine_busy_seconds()
             pubs.fire()
             deadline = time.monotonic() + timeout
@@ -651,6 +658,10 @@ def measure_kneeguard(
                 if stored >= n:
                     polled = time.time()
                     cpu = sum(service.cpu_seconds() for service in services) - cpu_before
+                    user, system = (
+                        after - before
+                        for after, before in zip(services[0].cpu_split(), split_before, strict=True)
+                    )
                     busy = machine_busy_seconds() - busy_before
                     break
                 for service in services:
@@ -686,7 +697,10 @@ def measure_kneeguard(
         )
     else:
         say(f"{backend}: no exact commit time ({exact}); using the poll time")
-    say(f"{backend}: the service used {cpu:.1f}s of CPU ({cpu / (polled - first):.2f} cores)")
+    say(
+        f"{backend}: the service used {cpu:.1f}s of CPU ({cpu / (polled - first):.2f} cores); "
+        f"the first process {user:.1f}s user, {system:.1f}s system"
+    )
     cpu_report(backend, busy, polled - first, published)
     distinct = set(rows)
     lost = n - len(distinct & set(uuids))
