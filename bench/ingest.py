@@ -31,6 +31,7 @@ KneeGuard phase, with BENCH_PYSPY_ARGS passed on to `py-spy record` (e.g. `--idl
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -58,6 +59,7 @@ from sqlalchemy import Engine, func, select, text
 
 import testsupport
 from bench import BenchError, Figure, scale_from_env
+from bench._ceiling import PLACEHOLDER, CeilingResult
 from bench._db import PG_ADMIN, fresh_postgres
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
@@ -77,11 +79,7 @@ PREFIX = "kneeguard/v1"
 ATHLETE = "bench-athlete"
 DEVICE = "bench-watch"
 RUN_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/run"
-ACK_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/ack"
-SUBSCRIPTION = f"{PREFIX}/+/+/run"
 POLL_INTERVAL = 0.2
-PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
-ACK_PAYLOAD = b'{"uuid":"%s","status":"accepted","errors":[]}' % PLACEHOLDER.encode()
 DEFAULT_PUBLISHERS = 2
 
 # Start method for publisher and ceiling processes: spawn, so that no thread of this process
@@ -267,76 +265,6 @@ class Publishers:
 
 
 # --- the ceiling: a bare counting subscriber --------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CeilingResult:
-    received: int
-    last: float
-    error: str | None = None
-    cpu_seconds: float = 0.0
-
-
-def ceiling_main(
-    port: int,
-    expected: int,
-    ready: MPEvent,
-    results: MPQueue[CeilingResult],
-    timeout: float,
-    acks: bool = False,
-) -> None:
-    """A subscriber process that only counts messages and notes the time of the last one.
-
-    With `acks`, it also publishes one QoS 1 message per message received to the device's ack
-    topic, as the contract asks of KneeGuard (docs/PROTOCOL.md), without looking at the payload.
-    """
-    received = 0
-    last = 0.0
-    done = threading.Event()
-    subscribed = threading.Event()
-
-    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        nonlocal received, last
-        received += 1
-        last = time.time()
-        if acks:
-            client.publish(ACK_TOPIC, ACK_PAYLOAD, qos=1)
-        if received >= expected:
-            done.set()
-
-    def on_connect(
-        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-    ) -> None:
-        if not reason.is_failure:
-            client.subscribe(SUBSCRIPTION, qos=1)
-
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id="bench-ceiling",
-        clean_session=False,
-    )
-    client.max_inflight_messages_set(0)
-    client.username_pw_set(SERVICE_USER, SERVICE_PASSWORD)
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.on_message = on_message
-    client.connect("127.0.0.1", port, keepalive=60)
-    client.loop_start()
-    if not subscribed.wait(10):
-        ready.set()
-        results.put(CeilingResult(0, 0.0, "the ceiling subscriber could not subscribe"))
-        return
-    ready.set()
-    cpu_before = time.process_time()
-    error = None
-    if not done.wait(timeout):
-        error = f"the ceiling subscriber got {received} of {expected} messages in {timeout:.0f}s"
-    results.put(CeilingResult(received, last, error, time.process_time() - cpu_before))
-    # Leave no persistent subscription behind to queue the next phases' messages.
-    client.unsubscribe(SUBSCRIPTION)
-    time.sleep(0.2)
-    client.disconnect()
-    client.loop_stop()
 
 
 # --- KneeGuard as a process -------------------------------------------------------------------
@@ -577,28 +505,36 @@ def timeout_for(n: int) -> float:
 def measure_ceiling(broker: Mosquitto, n: int, publishers: int, acks: bool = False) -> PhaseResult:
     timeout = timeout_for(n)
     name = "ceiling with acks" if acks else "ceiling"
-    ready = _MP.Event()
-    results: MPQueue[CeilingResult] = _MP.Queue()
-    subscriber = _MP.Process(
-        target=ceiling_main, args=(broker.port, n, ready, results, timeout, acks), daemon=True
+    env = dict(os.environ, BENCH_CEILING_USER=SERVICE_USER, BENCH_CEILING_PASSWORD=SERVICE_PASSWORD)
+    subscriber = subprocess.Popen(
+        [sys.executable, "-m", "bench._ceiling", str(broker.port), str(n), str(timeout)]
+        + (["acks"] if acks else ["no-acks"]),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
     )
-    subscriber.start()
+    assert subscriber.stdout is not None
     pubs = Publishers(broker.port, new_uuids(n), publishers, timeout)
     try:
-        if not ready.wait(60):
-            raise BenchError("the ceiling subscriber did not start")
+        first_line = subscriber.stdout.readline().strip()
+        if first_line != "READY":
+            result = CeilingResult(**json.loads(first_line)) if first_line else None
+            raise BenchError(
+                result.error if result and result.error else "the ceiling subscriber did not start"
+            )
         pubs.start()
         busy_before = machine_busy_seconds()
         pubs.fire()
         published = pubs.results()
-        result = results.get(timeout=timeout + 30)
+        result = CeilingResult(**json.loads(subscriber.stdout.readline()))
         busy = machine_busy_seconds() - busy_before
-        subscriber.join(10)
+        subscriber.wait(10)
     finally:
         pubs.stop()
-        if subscriber.is_alive():
-            subscriber.terminate()
-            subscriber.join(5)
+        if subscriber.poll() is None:
+            subscriber.kill()
+            subscriber.wait(5)
     if result.error:
         raise BenchError(result.error)
     first = min(r.first for r in published)
