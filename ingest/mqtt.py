@@ -13,10 +13,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -29,6 +30,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from db.urls import check_password_encoded, redact_url
 from ingest.messages import Inbound
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import _OutPacket
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +191,48 @@ if not getattr(_packet.decode_publish, "kneeguard_fast", False):
     _packet.decode_publish = _decode_publish_fast(_packet.decode_publish)  # type: ignore[assignment]
 
 
+class _SharedConditionInfo(mqtt.MQTTMessageInfo):
+    """paho's `MQTTMessageInfo` with one `Condition` shared by every message instead of one each.
+
+    paho builds one for every message it publishes or receives, and building the `Condition` was
+    the largest single item of a device's answer in the ingest profile (docs/BENCHMARKS.md).
+    Waiting for a PUBACK is rare (a clean stop, an in-app delivery), so every completion wakes
+    all waiters (`notify_all`) and each checks its own message, as paho's wait loop already does.
+    """
+
+    __slots__ = ()
+    _condition = threading.Condition()
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        with self._condition:
+            self._published = True
+            self._condition.notify_all()
+
+
+if not issubclass(mqtt.MQTTMessageInfo, _SharedConditionInfo):
+    mqtt.MQTTMessageInfo = _SharedConditionInfo  # type: ignore[misc]
+
+# What paho passes for a PUBACK without reason code or properties; nothing here reads them.
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_PUBACK_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+# One socket write takes queued packets up to this size.
+WRITE_CHUNK = 64 * 1024
+
+
 class _Client(mqtt.Client):
-    """paho's client with buffered reads on plain TCP connections (TLS sockets buffer already)."""
+    """paho's client with buffered reads and coalesced writes on plain TCP connections (TLS
+    sockets buffer already), and a way for one thread to queue many packets with one wake-up."""
 
     buffered_reads = False
+    # The thread whose packets are queued without waking the network thread (`holding_writes`).
+    _holder: int | None = None
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
@@ -199,6 +241,122 @@ class _Client(mqtt.Client):
             return ReadBufferedSocket(sock)
         self.buffered_reads = False
         return sock
+
+    @contextmanager
+    def holding_writes(self) -> Iterator[None]:
+        """Packets this thread queues inside the block wake the network thread once, at the end.
+
+        paho writes a byte to a socket pair for every packet queued from another thread, so that
+        its `select` wakes up; for a batch's answers and acks that was one system call and one
+        wake-up per packet. The network thread still writes whatever is queued whenever it loops.
+        """
+        self._holder = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder = None
+            if self._out_packet:
+                self._wake_for_writes()
+
+    def _wake_for_writes(self) -> None:
+        # The end of paho's `_packet_queue`, once.
+        if self._sockpairW is not None:
+            with suppress(BlockingIOError):
+                self._sockpairW.send(mqtt.sockpair_data)
+        if (
+            self._thread is None
+            and self._on_socket_register_write is None
+            and self._in_callback_mutex.acquire(False)
+        ):
+            self._in_callback_mutex.release()
+            self.loop_write()
+            return
+        self._call_socket_register_write()
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if self._holder is None or self._holder != threading.get_ident():
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> MQTTErrorCode:
+        """Queued packets in one `send` each 64 KiB instead of one each.
+
+        Only packets after whose writing paho does nothing are joined (not a QoS 0 PUBLISH, which
+        completes on writing, nor a DISCONNECT); paho writes the others, and everything on TLS.
+        """
+        if not self.buffered_reads:
+            return super()._packet_write()
+        out = self._out_packet
+        while True:
+            group: list[_OutPacket] = []
+            size = 0
+            while out and size < WRITE_CHUNK:
+                head = out[0]
+                kind = head["command"] & 0xF0
+                if kind == mqtt.DISCONNECT or (kind == mqtt.PUBLISH and head["qos"] == 0):
+                    break
+                group.append(out.popleft())
+                size += head["to_process"]
+            if not group:
+                return super()._packet_write() if out else MQTTErrorCode.MQTT_ERR_SUCCESS
+            data = b"".join(bytes(item["packet"][item["pos"] :]) for item in group)
+            try:
+                written = self._sock_send(data)
+            except (AttributeError, ValueError):
+                out.extendleft(reversed(group))
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(group))
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(group))
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to write on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()
+            for index, item in enumerate(group):
+                if written >= item["to_process"]:
+                    written -= item["to_process"]
+                    item["pos"] += item["to_process"]
+                    item["to_process"] = 0
+                    continue
+                item["pos"] += written
+                item["to_process"] -= written
+                out.extendleft(reversed(group[index:]))
+                # The socket took less than offered: it is full for now.
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            if not out:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
+        """A PUBACK of two bytes (MQTT 3.1.1, or MQTT 5 success without properties: what the
+        broker sends for every answer) without building a reason code and properties for it."""
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _PUBACK_NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class MqttConnection:
@@ -358,6 +516,11 @@ class MqttConnection:
     def ack(self, mid: int, qos: int) -> None:
         if qos > 0:
             self._client.ack(mid, qos)
+
+    def answering(self) -> AbstractContextManager[None]:
+        """Around a batch's publishes and acks: the network thread is woken once for all of them
+        and writes them together."""
+        return self._client.holding_writes()
 
     # paho callbacks: each one guarded, since an exception would end paho's network loop ---------
 

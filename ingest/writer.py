@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +48,10 @@ class Broker(Protocol):
     def publish(self, topic: str, payload: bytes) -> None: ...
 
     def ack(self, mid: int, qos: int) -> None: ...
+
+    def answering(self) -> AbstractContextManager[None]:
+        """Around the publishes and acks of one batch, which may be sent together."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +418,16 @@ class Writer:
         }
 
     def _answer(self, outcomes: list[Outcome]) -> None:
+        with self.broker.answering():
+            stored = self._answer_each(outcomes)
+        self.committed += len(outcomes)
+        if stored:
+            try:
+                self.on_stored(stored)
+            except Exception:
+                log.exception("a listener failed on %d stored messages", len(stored))
+
+    def _answer_each(self, outcomes: list[Outcome]) -> list[Stored]:
         stored: list[Stored] = []
         for outcome in outcomes:
             try:
@@ -427,12 +442,7 @@ class Writer:
                 log.exception("could not acknowledge a message on %s", outcome.message.topic[:200])
             if outcome.stored is not None:
                 stored.append(outcome.stored)
-        self.committed += len(outcomes)
-        if stored:
-            try:
-                self.on_stored(stored)
-            except Exception:
-                log.exception("a listener failed on %d stored messages", len(stored))
+        return stored
 
     def _answer_device(self, outcome: Outcome) -> None:
         device = outcome.device

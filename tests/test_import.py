@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,6 +79,9 @@ class NoBroker:
 
     def ack(self, mid: int, qos: int) -> None:
         pass
+
+    def answering(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 def mqtt_run(engine: Engine, start: datetime, distance_m: float, athlete_id: str = "bob") -> None:

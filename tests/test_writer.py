@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -47,6 +48,9 @@ class Recorder:
 
     def ack(self, mid: int, qos: int) -> None:
         self.acked.append(mid)
+
+    def answering(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 def inbound(topic: str, payload: dict[str, Any], mid: int) -> Inbound:
