@@ -218,8 +218,18 @@ class _SharedConditionInfo(mqtt.MQTTMessageInfo):
 if not issubclass(mqtt.MQTTMessageInfo, _SharedConditionInfo):
     mqtt.MQTTMessageInfo = _SharedConditionInfo  # type: ignore[misc]
 
-# What paho passes for a PUBACK without reason code or properties; nothing here reads them.
-_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+
+def _puback_reason(value: int) -> ReasonCode:
+    reason = ReasonCode(PacketTypes.PUBACK)
+    reason.unpack(bytes([value]))
+    return reason
+
+
+# What paho would decode for a PUBACK without properties, by reason code (MQTT 5 names each one
+# a PUBACK may carry); nothing in the service reads them, they are passed to paho's bookkeeping.
+_PUBACK_REASONS = {
+    value: _puback_reason(value) for value in (0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99)
+}
 _PUBACK_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 # One socket write takes queued packets up to this size.
@@ -347,15 +357,20 @@ class _Client(mqtt.Client):
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
-        """A PUBACK of two bytes (MQTT 3.1.1, or MQTT 5 success without properties: what the
-        broker sends for every answer) without building a reason code and properties for it."""
+        """A PUBACK without properties (what the broker sends for every answer: two bytes, or
+        three with a reason code such as mosquitto's 0x10, no subscriber) without decoding a
+        reason code and properties for each: one is kept for each reason code seen."""
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or len(packet) != 2:
+        size = len(packet)
+        if cmd != "PUBACK" or not (size == 2 or size == 3 or (size == 4 and packet[3] == 0)):
+            return super()._handle_pubackcomp(cmd)
+        reason = _PUBACK_REASONS.get(packet[2] if size > 2 else 0)
+        if reason is None:
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
         with self._out_message_mutex:
             if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_SUCCESS, _PUBACK_NO_PROPERTIES)
+                return self._do_on_publish(mid, reason, _PUBACK_NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 

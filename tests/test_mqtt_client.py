@@ -15,9 +15,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt import _packet
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.mqtt import (
+    _PUBACK_REASONS,
     BrokerAddress,
     MqttConnection,
     ReadBufferedSocket,
@@ -199,7 +203,7 @@ def test_confirmations_short_and_with_a_reason_code_and_from_many_threads(
     broker: Mosquitto, connection: MqttConnection
 ) -> None:
     """MQTT 5: mosquitto answers a publish the ACL refuses with a PUBACK carrying reason code 0x87
-    (paho's own path); an accepted one with two bytes (the short path). Both confirm."""
+    (three bytes), an accepted one with two bytes. Both confirm."""
     lengths: list[int] = []
     client = connection._client
     short = client._handle_pubackcomp
@@ -251,3 +255,41 @@ def test_a_waiter_is_not_released_by_another_messages_confirmation() -> None:
     assert done.wait(5)
     waiter.join(5)
     assert mine.is_published() and other.is_published()
+
+
+def test_each_kept_puback_reason_is_what_paho_decodes() -> None:
+    for value, kept in _PUBACK_REASONS.items():
+        decoded = _packet.decode_puback(PUBACK, bytes([0, 1, value]), MQTTProtocolVersion.MQTTv5)
+        assert (kept.value, kept.getName()) == (decoded.reason.value, decoded.reason.getName())
+
+
+def puback_with_reason_string() -> bytes:
+    properties = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+    properties.ReasonString = "quota"
+    packed: bytes = properties.pack()  # type: ignore[no-untyped-call]
+    return bytes([0x97]) + packed
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"", b"\x10", b"\x10\x00", b"\x87", puback_with_reason_string()],
+    ids=["two bytes", "reason code", "empty properties", "refused", "with properties"],
+)
+def test_every_puback_form_completes_its_message_and_no_other(tail: bytes) -> None:
+    client = _Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="pubacks",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    completed: list[tuple[int, int]] = []
+    client.on_publish = lambda client, userdata, mid, reason, properties: completed.append(
+        (mid, reason.value)
+    )
+    # Not connected: paho keeps the messages for sending after a connect.
+    first = client.publish("kneeguard/v1/a/w/ack", b"1", qos=1)
+    second = client.publish("kneeguard/v1/a/w/ack", b"2", qos=1)
+    client._in_packet["command"] = PUBACK
+    client._in_packet["packet"] = bytearray(first.mid.to_bytes(2, "big") + tail)
+    assert client._handle_pubackcomp("PUBACK") == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert completed == [(first.mid, tail[0] if tail else 0)]
+    assert list(client._out_messages) == [second.mid]
