@@ -59,7 +59,7 @@ def outcome(decode: Any, header: int, packet: bytes) -> object:
 
 @given(
     topic=st.binary(min_size=1, max_size=60),
-    qos=st.integers(0, 1),
+    qos=st.integers(0, 2),
     mid=st.integers(1, 65535),
     retain=st.booleans(),
     dup=st.booleans(),
