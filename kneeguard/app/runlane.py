@@ -227,23 +227,22 @@ class _Counts:
         self.received: Counter[str] = Counter()
         self.answered: Counter[tuple[str, str]] = Counter()
         self.batch_seconds: list[float] = []
-
-    def message_received(self, topic: str) -> None:
         from kneeguard.app.metrics import KINDS
 
+        self.kinds = KINDS  # looked up for every message on the network thread
+
+    def message_received(self, topic: str) -> None:
         kind = topic.rsplit("/", 1)[-1]
         with self.lock:
-            self.received[kind if kind in KINDS else "other"] += 1
+            self.received[kind if kind in self.kinds else "other"] += 1
 
     def batch_answered(self, outcomes: Sequence[Outcome], seconds: float) -> None:
-        from kneeguard.app.metrics import OUTCOMES
+        from kneeguard.app.metrics import answer_counts
 
+        counts = answer_counts(outcomes)
         with self.lock:
             self.batch_seconds.append(seconds)
-            for outcome in outcomes:
-                device = outcome.device
-                kind = device.kind.value if device is not None else "other"
-                self.answered[kind, OUTCOMES.get(outcome.status, outcome.status)] += 1
+            self.answered.update(counts)
 
     def take(self, report: Report) -> None:
         with self.lock:
