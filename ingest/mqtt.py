@@ -366,11 +366,16 @@ class _Client(mqtt.Client):
 
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
         """A PUBACK without properties (what the broker sends for every answer: two bytes, or
-        three with a reason code such as mosquitto's 0x10, no subscriber) without decoding a
-        reason code and properties for each: one is kept for each reason code seen."""
+        with MQTT 5 three, with a reason code such as mosquitto's 0x10, no subscriber) without
+        decoding a reason code and properties for each: one is kept per known reason code.
+        Anything else, malformed packets included, goes to paho."""
         packet = self._in_packet["packet"]
         size = len(packet)
-        if cmd != "PUBACK" or not (size == 2 or size == 3 or (size == 4 and packet[3] == 0)):
+        short = size == 2 or (
+            self._protocol == MQTTProtocolVersion.MQTTv5
+            and (size == 3 or (size == 4 and packet[3] == 0))
+        )
+        if cmd != "PUBACK" or not short:
             return super()._handle_pubackcomp(cmd)
         reason = _PUBACK_REASONS.get(packet[2] if size > 2 else 0)
         if reason is None:

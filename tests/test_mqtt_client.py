@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -293,3 +294,17 @@ def test_every_puback_form_completes_its_message_and_no_other(tail: bytes) -> No
     assert client._handle_pubackcomp("PUBACK") == MQTTErrorCode.MQTT_ERR_SUCCESS
     assert completed == [(first.mid, tail[0] if tail else 0)]
     assert list(client._out_messages) == [second.mid]
+
+
+def test_a_puback_too_long_for_mqtt_3_1_1_is_refused_as_paho_refuses_it() -> None:
+    client = _Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="pubacks-311",
+        protocol=MQTTProtocolVersion.MQTTv311,
+    )
+    info = client.publish("kneeguard/v1/a/w/ack", b"1", qos=1)
+    client._in_packet["command"] = PUBACK
+    client._in_packet["packet"] = bytearray(info.mid.to_bytes(2, "big") + b"\x10")
+    with pytest.raises(MalformedPacket):
+        client._handle_pubackcomp("PUBACK")
+    assert list(client._out_messages) == [info.mid]
