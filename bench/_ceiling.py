@@ -3,8 +3,9 @@
 A process of its own started from nothing but this module: `ingest.mqtt` changes parts of paho
 for the service (docs/BENCHMARKS.md), and the reference must be paho as installed (a spawned
 multiprocessing child would import the parent's main module, and with it the service's code).
-The process checks it. It prints READY once subscribed, then its result as one JSON line; the
-broker credentials come from BENCH_CEILING_USER and BENCH_CEILING_PASSWORD.
+The process checks it. Arguments: port, messages expected, timeout, the subscription and, for
+the ceiling with acks, the ack topic. It prints READY once subscribed, then its result as one
+JSON line; the broker credentials come from BENCH_CEILING_USER and BENCH_CEILING_PASSWORD.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-PREFIX = "kneeguard/v1"
-ACK_TOPIC = f"{PREFIX}/bench-athlete/bench-watch/ack"
-SUBSCRIPTION = f"{PREFIX}/+/+/run"
 PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
 ACK_PAYLOAD = b'{"uuid":"%s","status":"accepted","errors":[]}' % PLACEHOLDER.encode()
 
@@ -36,11 +34,13 @@ class CeilingResult:
     cpu_seconds: float = 0.0
 
 
-def ceiling_main(port: int, expected: int, timeout: float, acks: bool) -> CeilingResult:
+def ceiling_main(
+    port: int, expected: int, timeout: float, subscription: str, ack_topic: str | None
+) -> CeilingResult:
     """A subscriber process that only counts messages and notes the time of the last one.
 
-    With `acks`, it also publishes one QoS 1 message per message received to the device's ack
-    topic, as the contract asks of KneeGuard (docs/PROTOCOL.md), without looking at the payload.
+    With an `ack_topic`, it also publishes one QoS 1 message per message received to it, as the
+    contract asks of KneeGuard (docs/PROTOCOL.md), without looking at the payload.
     """
     if "ingest.mqtt" in sys.modules:
         return CeilingResult(0, 0.0, "the ceiling process imported ingest.mqtt")
@@ -53,8 +53,8 @@ def ceiling_main(port: int, expected: int, timeout: float, acks: bool) -> Ceilin
         nonlocal received, last
         received += 1
         last = time.time()
-        if acks:
-            client.publish(ACK_TOPIC, ACK_PAYLOAD, qos=1)
+        if ack_topic is not None:
+            client.publish(ack_topic, ACK_PAYLOAD, qos=1)
         if received >= expected:
             done.set()
 
@@ -62,7 +62,7 @@ def ceiling_main(port: int, expected: int, timeout: float, acks: bool) -> Ceilin
         client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         if not reason.is_failure:
-            client.subscribe(SUBSCRIPTION, qos=1)
+            client.subscribe(subscription, qos=1)
 
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -85,7 +85,7 @@ def ceiling_main(port: int, expected: int, timeout: float, acks: bool) -> Ceilin
         error = f"the ceiling subscriber got {received} of {expected} messages in {timeout:.0f}s"
     result = CeilingResult(received, last, error, time.process_time() - cpu_before)
     # Leave no persistent subscription behind to queue the next phases' messages.
-    client.unsubscribe(SUBSCRIPTION)
+    client.unsubscribe(subscription)
     time.sleep(0.2)
     client.disconnect()
     client.loop_stop()
@@ -93,6 +93,8 @@ def ceiling_main(port: int, expected: int, timeout: float, acks: bool) -> Ceilin
 
 
 if __name__ == "__main__":
-    port, expected, timeout, acks = sys.argv[1:]
-    outcome = ceiling_main(int(port), int(expected), float(timeout), acks == "acks")
+    port, expected, timeout, subscription, *ack_topic = sys.argv[1:]
+    outcome = ceiling_main(
+        int(port), int(expected), float(timeout), subscription, ack_topic[0] if ack_topic else None
+    )
     print(json.dumps(asdict(outcome)), flush=True)

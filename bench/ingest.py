@@ -79,10 +79,12 @@ PREFIX = "kneeguard/v1"
 ATHLETE = "bench-athlete"
 DEVICE = "bench-watch"
 RUN_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/run"
+ACK_TOPIC = f"{PREFIX}/{ATHLETE}/{DEVICE}/ack"
+SUBSCRIPTION = f"{PREFIX}/+/+/run"
 POLL_INTERVAL = 0.2
 DEFAULT_PUBLISHERS = 2
 
-# Start method for publisher and ceiling processes: spawn, so that no thread of this process
+# Start method for publisher processes: spawn, so that no thread of this process
 # (stderr readers, paho loops) is forked along with a held lock.
 _MP = multiprocessing.get_context("spawn")
 
@@ -262,9 +264,6 @@ class Publishers:
             if process.is_alive():
                 process.terminate()
                 process.join(5)
-
-
-# --- the ceiling: a bare counting subscriber --------------------------------------------------
 
 
 # --- KneeGuard as a process -------------------------------------------------------------------
@@ -508,7 +507,8 @@ def measure_ceiling(broker: Mosquitto, n: int, publishers: int, acks: bool = Fal
     env = dict(os.environ, BENCH_CEILING_USER=SERVICE_USER, BENCH_CEILING_PASSWORD=SERVICE_PASSWORD)
     subscriber = subprocess.Popen(
         [sys.executable, "-m", "bench._ceiling", str(broker.port), str(n), str(timeout)]
-        + (["acks"] if acks else ["no-acks"]),
+        + [SUBSCRIPTION]
+        + ([ACK_TOPIC] if acks else []),
         stdout=subprocess.PIPE,
         text=True,
         env=env,
