@@ -24,6 +24,12 @@ KINDS = {kind.value for kind in Kind}
 OUTCOMES = {"accepted": "stored", "duplicate": "duplicate", "rejected": "rejected"}
 
 
+def message_kind(topic: str) -> str:
+    """The `kind` label of a received message: its topic's last level, or "other"."""
+    kind = topic.rsplit("/", 1)[-1]
+    return kind if kind in KINDS else "other"
+
+
 def answer_counts(outcomes: Sequence[Any]) -> collections.Counter[tuple[str, str]]:
     """The writer's `Outcome`s counted by kind and outcome, as `kneeguard_messages` labels them."""
     return collections.Counter(
@@ -145,8 +151,7 @@ class Metrics:
     def message_received(self, topic: str) -> None:
         """Counted on the network thread for every message: `labels()` is looked up once per
         kind, not per message (it cost 2 µs a call, four times the increment)."""
-        kind = topic.rsplit("/", 1)[-1]
-        key = kind if kind in KINDS else "other"
+        key = message_kind(topic)
         child = self._received_by_kind.get(key)
         if child is None:
             child = self._received_by_kind[key] = self.received.labels(key)

@@ -227,14 +227,14 @@ class _Counts:
         self.received: Counter[str] = Counter()
         self.answered: Counter[tuple[str, str]] = Counter()
         self.batch_seconds: list[float] = []
-        from kneeguard.app.metrics import KINDS
+        from kneeguard.app.metrics import message_kind
 
-        self.kinds = KINDS  # looked up for every message on the network thread
+        self._kind = message_kind  # imported once, called for every message
 
     def message_received(self, topic: str) -> None:
-        kind = topic.rsplit("/", 1)[-1]
+        kind = self._kind(topic)
         with self.lock:
-            self.received[kind if kind in self.kinds else "other"] += 1
+            self.received[kind] += 1
 
     def batch_answered(self, outcomes: Sequence[Outcome], seconds: float) -> None:
         from kneeguard.app.metrics import answer_counts
