@@ -7,8 +7,11 @@ parses nothing, so that neither sender shares an interpreter with it). In the
 same run, two references: a bare scan of the rows a digest reads (each coach's athletes, their
 open or recent alerts, runs and check-ins over the same look-backs, streamed and touched in
 Python, nothing else), the least building the digests can cost; and the same emails handed to the
-same server by a bare smtplib session (one connection, `send_message` after `send_message`),
-which is the least an SMTP hand-off costs from Python here.
+same server by a bare smtplib session (one connection, `send_message` after `send_message` of
+messages the standard library built before the session is timed), the reference of the hand-off
+figure. Beside it, the floor: the same session sending the very bytes the outbox writes
+(`sendmail`, the emails built before it is timed). The CPU time of this process in the outbox's
+hand-off and in each session is printed too.
 
 BENCH_PYSPY=DIR records py-spy profiles of this process while the digests are built
 (`digests-build.txt`) and while the outbox sends (`digests-outbox.txt`), `--format raw`, as
@@ -21,6 +24,7 @@ import os
 import smtplib
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -44,6 +48,7 @@ from notifier.outbox import Outbox
 from rules.config import RulesConfig
 from rules.evaluate import history_days_needed
 from testsupport import wait_until
+from testsupport.mail import stdlib_email
 
 COACHES = {"tiny": 10, "small": 1_000, "full": 1_000}
 PER_COACH = 20
@@ -73,24 +78,24 @@ def figures(scale: str) -> list[Figure]:
             settings = Settings(database_url=url, smtp_url=smtp.url, _env_file=None)
             outbox = Outbox(engine, build_transports(settings), lambda: datetime.now(UTC))
             with profiler(os.getpid(), "digests-outbox"):
-                started = time.perf_counter()
-                outbox.run_once()
-                handed = time.perf_counter() - started
-            emails = bare_emails(engine, settings.mail_from)
+                handed = timed("outbox", coaches, outbox.run_once)
+            sent = sent_digests(engine)
             engine.dispose()
+        emails = [(r.email, stdlib_email(r, m, settings.mail_from)) for r, m in sent]
+        wire = [(r.email, build_email(r, m, settings.mail_from)) for r, m in sent]
         wait_until(lambda: len(smtp.received) >= coaches, 30)
         delivered = len(smtp.received)
-        started = time.perf_counter()
-        bare_session(smtp.port, emails)
-        bare = time.perf_counter() - started
+        bare = timed("bare send_message", coaches, lambda: bare_session(smtp.port, emails))
         wait_until(lambda: len(smtp.received) >= 2 * coaches, 30)
+        floor = timed("bare sendmail", coaches, lambda: bare_bytes_session(smtp.port, wire))
+        wait_until(lambda: len(smtp.received) >= 3 * coaches, 30)
         total = len(smtp.received)
     finally:
         smtp.stop()
     if len(ids) != coaches or delivered != coaches:
         raise BenchError(f"{len(ids)} digests built, {delivered} emails for {coaches}")
-    if total != 2 * coaches:
-        raise BenchError(f"the bare session delivered {total - delivered} emails")
+    if total != 3 * coaches:
+        raise BenchError(f"the bare sessions delivered {total - delivered} emails")
     return [
         Figure(f"digest_build_seconds_{coaches}", built, "s"),
         Figure(f"digest_bare_scan_seconds_{coaches}", scan, "s"),
@@ -100,6 +105,8 @@ def figures(scale: str) -> list[Figure]:
         Figure("email_handoff_ms", handed / coaches * 1000, "ms"),
         Figure("email_handoff_bare_smtplib_ms", bare / coaches * 1000, "ms"),
         Figure("email_handoff_ratio", handed / bare, "x"),
+        Figure("email_handoff_bare_sendmail_ms", floor / coaches * 1000, "ms"),
+        Figure("email_handoff_sendmail_ratio", handed / floor, "x"),
     ]
 
 
@@ -139,20 +146,37 @@ def bare_scan(engine: Engine, now: datetime) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
-def bare_emails(engine: Engine, mail_from: str) -> list[tuple[str, EmailMessage]]:
-    """The digests as the outbox sent them, built once, before the bare session is timed."""
+def timed(what: str, count: int, work: Callable[[], object]) -> float:
+    """Run `work`; print this process's CPU time per email; return the seconds it took."""
+    cpu = os.times()
+    started = time.perf_counter()
+    work()
+    seconds = time.perf_counter() - started
+    after = os.times()
+    user, system = after.user - cpu.user, after.system - cpu.system
+    say(
+        f"{what}: {seconds:.2f} s, CPU {1000 * (user + system) / count:.2f} ms an email "
+        f"(user {user:.2f} s, system {system:.2f} s)"
+    )
+    return seconds
+
+
+def sent_digests(engine: Engine) -> list[tuple[Recipient, Message]]:
+    """The recipients and messages of the digests the outbox sent, read back for the bare
+    sessions, which send the same emails."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(Digest.subject, Digest.text, Digest.html, Coach.id, Coach.name, Coach.email)
             .join(Coach, Coach.id == Digest.coach_id)
             .order_by(Digest.id)
         ).all()
-    emails = []
-    for subject, text, html, coach_id, name, email in rows:
-        recipient = Recipient(kind="coach", id=coach_id, name=name, email=email, timezone="UTC")
-        message = Message(subject=subject, text=text, html=html)
-        emails.append((email, build_email(recipient, message, mail_from)))
-    return emails
+    return [
+        (
+            Recipient(kind="coach", id=coach_id, name=name, email=email, timezone="UTC"),
+            Message(subject=subject, text=text, html=html),
+        )
+        for subject, text, html, coach_id, name, email in rows
+    ]
 
 
 def bare_session(port: int, emails: list[tuple[str, EmailMessage]]) -> None:
@@ -160,6 +184,13 @@ def bare_session(port: int, emails: list[tuple[str, EmailMessage]]) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as session:
         for to, email in emails:
             session.send_message(email, from_addr="kneeguard@localhost", to_addrs=[to])
+
+
+def bare_bytes_session(port: int, emails: list[tuple[str, bytes]]) -> None:
+    """One smtplib connection, every email's bytes through it."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as session:
+        for to, email in emails:
+            session.sendmail("kneeguard@localhost", [to], email)
 
 
 if __name__ == "__main__":

@@ -48,10 +48,10 @@ from kneeguard.settings import Settings
 from kneeguard.web.links import Links, NoticeLinksFromDb
 from kneeguard.web.security import Signer
 from notifier.base import Message, Recipient
-from notifier.email import build_email
 from notifier.outbox import Outbox, OutboxWorker
 from notifier.routing import enqueue_alerts
 from testsupport import HttpSink, SmtpSink, wait_until
+from testsupport.mail import stdlib_email
 
 # (red flags per phase, digests waiting in the backlog phase)
 SIZES = {"tiny": (10, 20), "small": (200, 1_000), "full": (200, 3_000)}
@@ -248,7 +248,7 @@ def bare_session(port: int, count: int, mail_from: str) -> float:
         text="Seen: your knee locked. This is not a diagnosis.\n" * 10,
         html="<p>Seen: your knee locked. This is not a diagnosis.</p>" * 10,
     )
-    emails: list[EmailMessage] = [build_email(recipient, message, mail_from) for _ in range(count)]
+    emails: list[EmailMessage] = [stdlib_email(recipient, message, mail_from) for _ in range(count)]
     started = time.monotonic()
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as session:
         for email in emails:

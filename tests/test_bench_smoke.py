@@ -26,6 +26,7 @@ def test_digest_benchmark_completes() -> None:
     assert values["digest_total_seconds_10"] > 0
     assert values["digest_bare_scan_seconds_10"] > 0
     assert values["digest_build_scan_ratio_10"] > 0
+    assert values["email_handoff_bare_sendmail_ms"] > 0 and values["email_handoff_ratio"] > 0
 
 
 @pytest.mark.postgres

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
@@ -24,7 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from notifier.base import DeliveryError, Message, Recipient
-from notifier.email import EmailTransport, SmtpSettings, build_email
+from notifier.email import _WIRE, EmailTransport, SmtpSettings, build_email
 from notifier.render import render_alert
 from rules.catalog import spec
 from rules.text import render
@@ -219,13 +220,14 @@ def test_describe_and_repr_never_show_the_password() -> None:
 # --- delivery -------------------------------------------------------------------------------
 
 
-def test_building_an_email_makes_no_new_header_classes() -> None:
+def test_folding_a_header_makes_no_new_header_classes() -> None:
     """The standard header registry made a class per header parsed, for every email: a sixth of
-    building one. The same header name now has the same class from one email to the next."""
-    first, second = (build_email(ANN, alert_message(), MAIL_FROM) for _ in range(2))
-    for name in ("From", "To", "Subject", "Date", "Message-ID", "Content-Type"):
-        assert type(first[name]) is type(second[name]), name
-    assert first.as_bytes().count(b"\n") > 10  # still a whole, well-formed message
+    building one. Headers that need folding still go through it; the same header name has the
+    same class from one email to the next."""
+    registry = _WIRE.header_factory
+    assert isinstance(registry, HeaderRegistry)
+    assert registry["Subject"] is registry["subject"] is registry["Subject"]
+    assert build_email(ANN, alert_message(), MAIL_FROM).count(b"\r\n") > 10
 
 
 def test_delivers_multipart_alternative_with_alert_headers() -> None:
@@ -414,6 +416,45 @@ def test_address_with_a_line_break_is_permanent() -> None:
     with pytest.raises(DeliveryError) as caught:
         transport("smtp://127.0.0.1:9?timeout=1").send(bad, alert_message())
     assert caught.value.permanent
+
+
+def test_subject_with_a_line_break_is_permanent_and_nothing_is_sent() -> None:
+    inbox = Inbox()
+    with smtp_server(inbox) as port, pytest.raises(DeliveryError) as caught:
+        transport(f"smtp://127.0.0.1:{port}?timeout=5").send(
+            ANN, Message(subject="Hi\r\nBcc: victim@example.org", text="x")
+        )
+    assert caught.value.permanent
+    assert "cannot build email" in str(caught.value)
+    assert inbox.envelopes == []
+
+
+def test_internationalized_address_goes_out_with_smtputf8() -> None:
+    """As smtplib's `send_message` did: a non-ASCII domain needs a server that offers SMTPUTF8,
+    and the To header then carries the address as it is."""
+    jorg = Recipient(
+        kind="athlete", id="jorg", name="Jörg", email="jorg@exämple.org", timezone="UTC"
+    )
+    inbox = Inbox()
+    with smtp_server(inbox, enable_SMTPUTF8=True) as port:
+        transport(f"smtp://127.0.0.1:{port}?timeout=5").send(jorg, alert_message())
+    assert inbox.envelopes[0].rcpt_tos == ["jorg@exämple.org"]
+    assert "SMTPUTF8" in inbox.envelopes[0].mail_options
+    content = inbox.envelopes[0].original_content
+    assert isinstance(content, bytes)
+    received = email.message_from_string(content.decode("utf-8"), policy=default_policy)
+    to = received["To"].addresses[0]
+    assert (to.display_name, to.addr_spec) == ("Jörg", "jorg@exämple.org")
+
+    refusing = Inbox()
+    with (
+        smtp_server(refusing, enable_SMTPUTF8=False) as port,
+        pytest.raises(DeliveryError) as caught,
+    ):
+        transport(f"smtp://127.0.0.1:{port}?timeout=5").send(jorg, alert_message())
+    assert caught.value.permanent
+    assert "SMTPUTF8" in str(caught.value)
+    assert refusing.envelopes == []
 
 
 # --- connections kept from one send to the next ---------------------------------------------
