@@ -34,6 +34,7 @@ from ingest.messages import (
     describe_errors,
     truncate_payload,
 )
+from ingest.spill import SpillFile
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,13 @@ class Outcome:
 StoredListener = Callable[[Sequence[Stored]], None]
 
 
+class _Mark:
+    """In the writer's queue: the messages that follow are in the spill file."""
+
+
+_SPILLED = _Mark()
+
+
 @dataclass
 class Writer:
     """Stores inbound messages in batches on its own thread."""
@@ -94,7 +102,8 @@ class Writer:
     retry_initial: float = 0.5
     retry_max: float = 30.0
     name: str = "ingest-writer"
-    _queue: queue.SimpleQueue[Inbound | None] = field(default_factory=queue.SimpleQueue)
+    # Messages, the `_SPILLED` mark (what follows is in `spill`), None to stop.
+    _queue: queue.SimpleQueue[Inbound | _Mark | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _abort: threading.Event = field(default_factory=threading.Event)
     committed: int = 0
@@ -103,12 +112,16 @@ class Writer:
     # How many rejections per device are stored and logged (a flood is counted instead).
     # Unlimited unless given one: the service passes KNEEGUARD_DEAD_LETTERS_PER_DEVICE_MINUTE.
     rejections: RejectionLimit = field(default_factory=lambda: RejectionLimit(limit=UNLIMITED))
-    # Bytes held in the queue; beyond `max_queued_bytes` QoS 0 messages are dropped. QoS 1 ones
-    # are acknowledged after storing and never dropped here: the broker's queue for the session
-    # bounds them (its in-flight window does not, docs/BENCHMARKS.md).
+    # Bytes held in the queue in memory. Beyond `max_queued_bytes` QoS 0 messages are dropped
+    # and QoS 1 ones go to `spill`, a file read back in order once the queue is drained; they
+    # are acknowledged after storing, never dropped (ingest.spill).
     max_queued_bytes: int = 32 * 1024 * 1024
     queued_bytes: int = 0
     dropped_qos0: int = 0
+    spill: SpillFile = field(default_factory=SpillFile)
+    spilled: int = 0  # messages held on disk in all
+    _spilling: bool = False
+    _spill_failed: bool = False
     _dropping: bool = False
     _bytes_lock: threading.Lock = field(default_factory=threading.Lock)
     # monotonic() since which the thread has held a batch it has not answered yet, else None:
@@ -123,17 +136,21 @@ class Writer:
     gave_way_seconds: float = 0.0
 
     def queue_depth(self) -> int:
-        """Messages handed over and not yet taken into a batch."""
-        return self._queue.qsize()
+        """Messages handed over and not yet taken into a batch, in memory or on disk."""
+        return self._queue.qsize() + len(self.spill)
 
     def submit(self, message: Inbound) -> None:
-        """Hand a message over; never blocks (called on the network thread, which must keep
-        answering the broker's keepalive). A QoS 0 message is dropped while the queue holds more
-        than `max_queued_bytes`: the contract is QoS 1, and a QoS 0 flood must not grow memory
-        without bound while the database is slow or away."""
+        """Hand a message over; never waits for the writer (called on the network thread, which
+        must keep answering the broker's keepalive and reading check-ins and PUBACKs).
+
+        While the queue holds more than `max_queued_bytes`, a QoS 1 message goes to the spill
+        file, and so does every one after it until the writer has drained the file, so that
+        messages are stored in the order they came; a QoS 0 message is dropped: the contract is
+        QoS 1, and a QoS 0 flood must not fill the disk while the database is slow or away."""
         size = len(message.payload)
         with self._bytes_lock:
-            if message.qos == 0 and self.queued_bytes + size > self.max_queued_bytes:
+            over = self._spilling or self.queued_bytes + size > self.max_queued_bytes
+            if message.qos == 0 and over:
                 self.dropped_qos0 += 1
                 if not self._dropping:
                     self._dropping = True
@@ -142,13 +159,35 @@ class Writer:
                         self.max_queued_bytes // (1024 * 1024),
                     )
                 return
-            if self._dropping:
+            if self._dropping and not over:
                 self._dropping = False
                 log.warning(
                     "writer queue drained; %d QoS 0 messages dropped in all", self.dropped_qos0
                 )
+            if over:
+                try:
+                    self.spill.put(message)
+                except OSError as exc:
+                    # No room on disk (or no writable TMPDIR): keep it in memory rather than
+                    # lose it or break the network thread; it is stored after what is on disk.
+                    if not self._spill_failed:
+                        self._spill_failed = True
+                        log.error("cannot hold the backlog on disk (%s); keeping it in memory", exc)
+                    self.queued_bytes += size
+                    self._queue.put(message)
+                    return
+                self.spilled += 1
+                if not self._spilling:
+                    self._spilling = True
+                    self._queue.put(_SPILLED)
+                    log.warning(
+                        "writer queue holds over %d MiB: holding what comes next on disk until "
+                        "the writer catches up",
+                        self.max_queued_bytes // (1024 * 1024),
+                    )
+                return
             self.queued_bytes += size
-        self._queue.put(message)
+            self._queue.put(message)
 
     def _taken(self, message: Inbound) -> None:
         with self._bytes_lock:
@@ -179,13 +218,23 @@ class Writer:
         return True
 
     def _loop(self) -> None:
+        try:
+            self._batches()
+        finally:
+            self.spill.close()  # what it still holds is unacknowledged: the broker resends it
+
+    def _batches(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
                 return
+            if isinstance(first, _Mark):
+                if not self._drain_spill():
+                    return
+                continue
             self._taken(first)
             batch = [first]
-            done = False
+            done = spilled = False
             while len(batch) < self.batch_size:
                 try:
                     item = self._queue.get_nowait()
@@ -194,12 +243,34 @@ class Writer:
                 if item is None:
                     done = True
                     break
+                if isinstance(item, _Mark):
+                    spilled = True
+                    break
                 self._taken(item)
                 batch.append(item)
             self._give_way()
-            carry_on = self._handle(batch)
-            if not carry_on or done:
+            if not self._handle(batch) or done:
                 return
+            if spilled and not self._drain_spill():
+                return
+
+    def _drain_spill(self) -> bool:
+        """Store what the spill file holds, batch by batch, until it is empty and new messages
+        go to memory again. False when told to abort while the database was away."""
+        while True:
+            batch = self.spill.take(self.batch_size)
+            if not batch:
+                with self._bytes_lock:
+                    if len(self.spill) == 0:
+                        self._spilling = False
+                        log.warning(
+                            "writer caught up: %d messages were held on disk in all", self.spilled
+                        )
+                        return True
+                continue
+            self._give_way()
+            if not self._handle(batch):
+                return False
 
     def _give_way(self) -> None:
         urgent = self.give_way_to
