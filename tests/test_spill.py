@@ -11,7 +11,6 @@ import stat
 import threading
 import time
 from collections import deque
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,26 +35,10 @@ from testsupport import (
     running_service,
     wait_until,
 )
+from testsupport.recorder import Recorder
 
 TOPICS = Topics("kneeguard/v1")
 RECEIVED = datetime(2026, 11, 2, 9, 30, 0, 250_001, tzinfo=UTC)
-
-
-class Recorder:
-    """The writer's broker side, recorded (the database is the boundary under test here)."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, dict[str, Any]]] = []
-        self.acked: list[int] = []
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.published.append((topic, json.loads(payload)))
-
-    def ack(self, mid: int, qos: int) -> None:
-        self.acked.append(mid)
-
-    def answering(self) -> AbstractContextManager[None]:
-        return nullcontext()
 
 
 messages = st.builds(

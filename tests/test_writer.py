@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -31,26 +30,10 @@ from ingest.messages import Inbound
 from ingest.mqtt import ReadBufferedSocket
 from ingest.writer import Writer
 from testsupport import CHECKIN_TOPIC, RUN_TOPIC, checkin_payload, register, run_payload, wait_until
+from testsupport.recorder import Recorder
 
 TOPICS = Topics("kneeguard/v1")
 RECEIVED = datetime(2026, 11, 2, 9, 30, 0, 250_000, tzinfo=UTC)
-
-
-class Recorder:
-    """The writer's broker side, recorded (the database is the boundary under test here)."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, dict[str, Any]]] = []
-        self.acked: list[int] = []
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.published.append((topic, json.loads(payload)))
-
-    def ack(self, mid: int, qos: int) -> None:
-        self.acked.append(mid)
-
-    def answering(self) -> AbstractContextManager[None]:
-        return nullcontext()
 
 
 def inbound(topic: str, payload: dict[str, Any], mid: int) -> Inbound:
