@@ -259,7 +259,9 @@ def wait_stored(engine: Engine, expected: int, service: ServiceProcess, timeout:
         if service.process.poll() is not None:
             raise BenchError(f"the service exited after {stored} runs:\n{service.tail()}")
         if time.monotonic() > deadline:
-            raise BenchError(f"only {stored} of {expected} runs after {timeout:.0f}s")
+            raise BenchError(
+                f"only {stored} of {expected} runs after {timeout:.0f}s:\n{service.tail(40)}"
+            )
         time.sleep(0.1)
 
 

@@ -8,6 +8,8 @@ updates it, a higher severity raises it, and old evidence never reopens a resolv
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +30,14 @@ from rules.model import (
     Severity,
 )
 
+log = logging.getLogger(__name__)
+
 STREAM_ROWS = 5000
+# Per athlete, the most runs and the most check-ins in the window that the rules are given: the
+# latest ones. No runner comes near it (10,000 runs in the rules' look-back of some four months
+# is over 80 a day); a device replaying made-up runs can, and then a sweep held every one of
+# them in memory at once (290,000 runs, some 250 MB, docs/BENCHMARKS.md).
+MAX_FACTS = 10_000
 _T = TypeVar("_T")
 
 # Each fact field and the column it is read from. The queries select the athlete id, then these
@@ -133,7 +142,8 @@ def histories(
     `attention_since` (engagement.quiet) counts the unresolved warning and urgent alerts that
     this sweep does not resolve for being `quiet` (see `resolve_quiet`).
 
-    Three streamed queries in athlete order, merged here; memory holds one athlete at a time.
+    Three streamed queries in athlete order, merged here; memory holds one athlete at a time,
+    and of an athlete at most the latest `MAX_FACTS` runs and check-ins (said in the log).
     """
     # engagement.quiet: when each athlete's oldest unresolved warning or urgent alert opened.
     attention: dict[str, datetime] = {
@@ -178,10 +188,25 @@ def histories(
         yield AthleteHistory(
             athlete_id,
             timezone,
-            [_run_fact(r) for r in run_groups.take(athlete_id)],
-            [checkin_fact(r) for r in checkin_groups.take(athlete_id)],
+            _latest(map(_run_fact, run_groups.take(athlete_id)), athlete_id, "runs"),
+            _latest(map(checkin_fact, checkin_groups.take(athlete_id)), athlete_id, "check-ins"),
             attention_since=attention.get(athlete_id),
         )
+
+
+def _latest(facts: Iterable[_T], athlete_id: str, what: str) -> list[_T]:
+    """The last `MAX_FACTS` of `facts` (in time order), never holding more than that."""
+    kept = deque(facts, maxlen=MAX_FACTS + 1)
+    if len(kept) > MAX_FACTS:
+        kept.popleft()
+        log.warning(
+            "athlete %s has more than %d %s in the rules' window; the rules see the latest %d",
+            athlete_id,
+            MAX_FACTS,
+            what,
+            MAX_FACTS,
+        )
+    return list(kept)
 
 
 @dataclass
@@ -192,7 +217,8 @@ class _Groups:
     current: tuple[str, Iterator[Any]] | None = None
     done: bool = False
 
-    def take(self, key: str) -> list[Any]:
+    def take(self, key: str) -> Iterator[Any]:
+        """The rows of `key`, to be read to the end before the next `take`."""
         while not self.done:
             if self.current is None:
                 try:
@@ -203,12 +229,12 @@ class _Groups:
             group_key, rows = self.current
             if group_key == key:
                 self.current = None
-                return list(rows)
+                return rows
             if group_key < key:  # rows of an athlete deleted since: skip them
                 self.current = None
                 continue
             break
-        return []
+        return iter(())
 
 
 def _bytewise(conn: Connection) -> Callable[[Any], Any]:

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+import rules.store
+from db.engine import session_factory
 from db.models import Alert, Delivery, Prompt, Run
+from kneeguard.admin.registry import Registry
 from kneeguard.app.service import Service
 from kneeguard.settings import Settings
 from rules.config import RulesConfig
@@ -27,7 +30,16 @@ from testsupport import (
     kneeguard,
     wait_until,
 )
-from testsupport.club import NOW, add_checkin, add_run, alerts, base_weeks, events
+from testsupport.club import (
+    NOW,
+    add_checkin,
+    add_run,
+    alerts,
+    base_weeks,
+    events,
+    insert_checkin,
+    insert_run,
+)
 
 # --- red flags at ingest ----------------------------------------------------------------------
 
@@ -105,6 +117,33 @@ def test_facts_are_read_from_the_columns_of_their_names(db: Engine) -> None:
     assert {name: getattr(checkin, name) for name in flags} == flags
     assert (checkin.ostrc, checkin.related_run_uuid) == ((0, 1, 2, 3), run_uuid)
     assert loaded[unanswered_id][1].ostrc is None  # a partly answered OSTRC is no answer
+
+
+def test_an_athlete_with_impossibly_many_runs_is_judged_on_the_latest_only(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device replaying made-up runs must not make a sweep hold them all: of one athlete the
+    rules see the latest `MAX_FACTS` runs and check-ins, the log says so, and the athletes after
+    it in the stream get all of theirs."""
+    monkeypatch.setattr(rules.store, "MAX_FACTS", 10)
+    Registry(session_factory(db)).add_athlete(athlete_id="zoe", name="Zoe", email="z@example.com")
+    with db.begin() as conn:
+        for n in range(25):
+            insert_run(conn, "ann", NOW - timedelta(hours=25 - n), 5)
+            insert_checkin(conn, "ann", NOW - timedelta(hours=25 - n, minutes=-5), 1)
+        for n in range(3):
+            insert_run(conn, "zoe", NOW - timedelta(hours=3 - n), 8)
+    with db.connect() as conn, caplog.at_level("WARNING", logger="rules.store"):
+        ann, zoe = histories(conn, NOW - timedelta(days=2), NOW)
+    assert [run.start for run in ann.runs] == [NOW - timedelta(hours=h) for h in range(10, 0, -1)]
+    assert [c.recorded_at for c in ann.checkins] == [
+        NOW - timedelta(hours=h, minutes=-5) for h in range(10, 0, -1)
+    ]
+    assert (zoe.athlete_id, len(zoe.runs)) == ("zoe", 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"athlete ann has more than 10 {what} in the rules' window; the rules see the latest 10"
+        for what in ("runs", "check-ins")
+    ]
 
 
 def test_a_long_run_spike_is_found_by_the_sweep_and_a_second_sweep_changes_nothing(
