@@ -4,9 +4,9 @@ Under a long overload (a club's morning sync, a device replaying a week, a slow 
 network thread keeps reading, so that check-ins sharing the session and the answers' PUBACKs are
 never held behind runs, and the writer cannot keep up: the backlog had to be held somewhere, and
 held in memory it grew with the overload (302,545 messages, 268 MB of payloads, in a
-one-session service at 1.5 times its ingest rate, docs/BENCHMARKS.md). Past the bound, messages are appended to this
-file instead and read back in order; they are acknowledged to the broker only once stored, as
-before, so a crash loses nothing: the broker sends them again.
+one-session service at 1.5 times its ingest rate, docs/BENCHMARKS.md). Past the bound, messages
+are appended to this file instead and read back in order; they are acknowledged to the broker
+only once stored, as before, so a crash loses nothing: the broker sends them again.
 
 The file is anonymous (`O_TMPFILE` where the system has it: no name, so nothing is left behind
 by a crash) and readable by its owner only; it is emptied whenever it is drained. Records are
