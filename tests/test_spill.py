@@ -14,6 +14,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -54,22 +55,25 @@ messages = st.builds(
 )
 
 
-@given(st.lists(st.one_of(messages, st.integers(1, 50)), max_size=80))
-def test_any_puts_and_takes_are_first_in_first_out(steps: list[Inbound | int]) -> None:
-    """Messages (put) and take sizes, in any order: what comes back is what a deque gives."""
+@pytest.mark.parametrize("chunk", [1, 4096, 256 * 1024], ids=lambda c: f"written per {c} B")
+@given(steps=st.lists(st.one_of(messages, st.integers(1, 50)), max_size=80))
+def test_any_puts_and_takes_are_first_in_first_out(chunk: int, steps: list[Inbound | int]) -> None:
+    """Messages (put) and take sizes, in any order: what comes back is what a deque gives,
+    whether the records were written to the file or still gathered in memory."""
     spill = SpillFile()
     model: deque[Inbound] = deque()
     try:
-        for step in steps:
-            if isinstance(step, Inbound):
-                spill.put(step)
-                model.append(step)
-            else:
-                expected = [model.popleft() for _ in range(min(step, len(model)))]
-                assert spill.take(step) == expected
-            assert len(spill) == len(model)
-        assert spill.take(len(model) + 1) == list(model)
-        assert spill.size == 0 and len(spill) == 0
+        with patch("ingest.spill._WRITE_CHUNK", chunk):
+            for step in steps:
+                if isinstance(step, Inbound):
+                    spill.put(step)
+                    model.append(step)
+                else:
+                    expected = [model.popleft() for _ in range(min(step, len(model)))]
+                    assert spill.take(step) == expected
+                assert len(spill) == len(model)
+            assert spill.take(len(model) + 1) == list(model)
+            assert spill.size == 0 and len(spill) == 0
     finally:
         spill.close()
 
@@ -90,13 +94,14 @@ def test_a_record_larger_than_a_read_comes_back_whole() -> None:
 def test_the_file_has_no_name_is_the_owners_only_and_is_emptied_when_drained() -> None:
     spill = SpillFile()
     try:
-        spill.put(Inbound("t", b"x" * 1000, 1, 1, RECEIVED))
+        for mid in range(300):  # over one write chunk
+            spill.put(Inbound("t", b"x" * 1000, mid, 1, RECEIVED))
         assert spill._fd is not None
         info = os.fstat(spill._fd)
         assert info.st_nlink == 0  # nothing on disk outlives the process
         assert stat.S_IMODE(info.st_mode) & 0o077 == 0
-        assert info.st_size > 1000
-        assert len(spill.take(5)) == 1
+        assert info.st_size >= 256 * 1024
+        assert [m.mid for m in spill.take(500)] == list(range(300))
         assert os.fstat(spill._fd).st_size == 0
     finally:
         spill.close()
@@ -150,8 +155,8 @@ def test_without_room_on_disk_the_backlog_stays_in_memory_and_is_stored(
     broker = Recorder()
     spill = SpillFile(str(tmp_path / "missing"))
     writer = Writer(engine, TOPICS, broker, max_queued_bytes=2_000, spill=spill)
-    with caplog.at_level("ERROR", logger="ingest.writer"):
-        for mid in range(1, 21):
+    with caplog.at_level("ERROR", logger="ingest.writer"), patch("ingest.spill._WRITE_CHUNK", 1):
+        for mid in range(1, 21):  # each written at once, so each write fails
             writer.submit(inbound(RUN_TOPIC, run_payload(), mid))
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "cannot hold the backlog on disk" in said[0]
