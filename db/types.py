@@ -24,8 +24,11 @@ def sqlite_datetime_text(value: datetime | None) -> str | None:
     SQLite DATETIME writes it, so that stored values compare and sort as text."""
     if value is None:
         return None
-    # isoformat of an aware UTC time ends in "+00:00"; drop it.
-    return _in_utc(value).isoformat(" ", "microseconds")[:-6]
+    # isoformat of an aware UTC time ends in "+00:00"; drop it. Ingest's times are UTC already
+    # (converted while validated), so they skip the conversion.
+    if value.tzinfo is not UTC:
+        value = _in_utc(value)
+    return value.isoformat(" ", "microseconds")[:-6]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

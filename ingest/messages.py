@@ -187,7 +187,15 @@ def _implausible_times(
     """Times later than an hour after receipt: a clock gone wrong, which would otherwise keep an
     alert open into the future and mute every real report after it."""
     latest = received_at + MAX_AHEAD
-    times = [("header.source_creation_date_time", msg.header.source_creation_date_time)]
+    created = msg.header.source_creation_date_time
+    # The common case first, without building the list of places below.
+    if isinstance(msg, RunMessage):
+        interval = msg.body.effective_time_frame.time_interval
+        if max(created, interval.start_date_time, interval.end_date_time) <= latest:
+            return ()
+    elif max(created, msg.body.effective_time_frame.date_time) <= latest:
+        return ()
+    times = [("header.source_creation_date_time", created)]
     if isinstance(msg, RunMessage):
         interval = msg.body.effective_time_frame.time_interval
         where = "body.effective_time_frame.time_interval"

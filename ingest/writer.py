@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Table, insert, select, tuple_
+from sqlalchemy.orm import configure_mappers
 
 from contract.topics import DeviceTopic, Kind, Topics
 from db.bulk import insert_new, is_unavailable
@@ -194,6 +195,8 @@ class Writer:
             self.queued_bytes -= len(message.payload)
 
     def start(self) -> None:
+        # The ORM's one-time set-up (tens of milliseconds) now, not while the first batch waits.
+        configure_mappers()
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 
