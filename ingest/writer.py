@@ -195,7 +195,7 @@ class Writer:
             self.queued_bytes -= len(message.payload)
 
     def start(self) -> None:
-        # The ORM's one-time set-up (tens of milliseconds) now, not while the first batch waits.
+        # The ORM's one-time set-up (some ten milliseconds) now, not while the first batch waits.
         configure_mappers()
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
