@@ -46,6 +46,9 @@ class Inbound:
     # The broker's retain flag: a retained copy comes back on every subscribe, even after the
     # athlete was erased, so it is never stored (DESIGN.md, version 2).
     retain: bool = False
+    # Which of its client's connections it came on (`MqttConnection`): its packet id means
+    # something on that connection only.
+    connection: int = 0
 
 
 @dataclass(frozen=True, slots=True)

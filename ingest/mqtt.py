@@ -414,6 +414,9 @@ class MqttConnection:
         self._receiving.set()
         self.fatal_error: str | None = None
         self.publishes_refused = 0
+        # Connections made so far; the messages of each carry its number (`ack`).
+        self._connection = 0
+        self.stale_acks = 0
         self._refusal_said: float | None = None
         self.ready = threading.Event()
         self.failed = threading.Event()
@@ -541,9 +544,21 @@ class MqttConnection:
         if not info.is_published():
             raise TimeoutError(f"no PUBACK from the broker within {timeout:.0f} s")
 
-    def ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
-            self._client.ack(mid, qos)
+    def ack(self, mid: int, qos: int, connection: int | None = None) -> None:
+        """Acknowledge a message to the broker; `connection` is the one it came on.
+
+        Not on a later connection: after a reconnect the broker sends what was not acknowledged
+        again, with the same packet id, and that copy gets its own ack. Acknowledged here, the
+        id would be free again at the broker, and the copy's ack could then reach a different
+        message given that id, before that message is stored.
+        """
+        if qos == 0:
+            return
+        if connection is not None and connection != self._connection:
+            self.stale_acks += 1
+            log.debug("no ack for message %d of an earlier connection", mid)
+            return
+        self._client.ack(mid, qos)
 
     def answering(self) -> AbstractContextManager[None]:
         """Around a batch's publishes and acks: the network thread is woken once for all of them
@@ -571,6 +586,7 @@ class MqttConnection:
                     return
                 log.warning("broker refused the connection: %s; retrying", reason_code)
                 return
+            self._connection += 1
             if self._v5:
                 result, mid = client.subscribe(
                     [(topic, SUBSCRIBE_OPTIONS) for topic in self._subscriptions]
@@ -670,7 +686,15 @@ class MqttConnection:
                 self.ack(msg.mid, msg.qos)
                 return
             self._sink(
-                Inbound(topic, payload, msg.mid, msg.qos, self._clock(), retain=bool(msg.retain))
+                Inbound(
+                    topic,
+                    payload,
+                    msg.mid,
+                    msg.qos,
+                    self._clock(),
+                    retain=bool(msg.retain),
+                    connection=self._connection,
+                )
             )
         except UnicodeDecodeError:
             # A topic that is not UTF-8 cannot name a device; acknowledge and drop it.

@@ -29,8 +29,8 @@ from ingest.messages import Inbound
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-# topic length, payload length, mid, qos, retain, received_at (µs since the epoch)
-_HEAD = struct.Struct("<HIIBBq")
+# topic length, payload length, mid, qos, retain, received_at (µs since the epoch), connection
+_HEAD = struct.Struct("<HIIBBqI")
 _READ_CHUNK = 1024 * 1024
 # Records are gathered and written this many bytes at a time: one system call for a few hundred
 # messages on the network thread, not one each.
@@ -67,7 +67,13 @@ class SpillFile:
         topic = message.topic.encode("utf-8")
         micros = (message.received_at - _EPOCH) // _MICROSECOND
         head = _HEAD.pack(
-            len(topic), len(message.payload), message.mid, message.qos, message.retain, micros
+            len(topic),
+            len(message.payload),
+            message.mid,
+            message.qos,
+            message.retain,
+            micros,
+            message.connection,
         )
         record = head + topic + message.payload
         with self._lock:
@@ -153,7 +159,7 @@ def _records(data: bytes) -> tuple[int, list[tuple[int, Inbound]]]:
     records = []
     at = 0
     while at + _HEAD.size <= len(data):
-        topic_len, payload_len, mid, qos, retain, micros = _HEAD.unpack_from(data, at)
+        topic_len, payload_len, mid, qos, retain, micros, connection = _HEAD.unpack_from(data, at)
         size = _HEAD.size + topic_len + payload_len
         if at + size > len(data):
             break
@@ -165,6 +171,7 @@ def _records(data: bytes) -> tuple[int, list[tuple[int, Inbound]]]:
             qos=qos,
             received_at=_EPOCH + micros * _MICROSECOND,
             retain=bool(retain),
+            connection=connection,
         )
         records.append((size, message))
         at += size

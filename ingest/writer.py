@@ -49,7 +49,9 @@ class Broker(Protocol):
 
     def publish(self, topic: str, payload: bytes) -> None: ...
 
-    def ack(self, mid: int, qos: int) -> None: ...
+    def ack(self, mid: int, qos: int, connection: int = 0) -> None:
+        """Acknowledge to the broker the message `mid` received on `connection`."""
+        ...
 
     def answering(self) -> AbstractContextManager[None]:
         """Around the publishes and acks of one batch, which may be sent together."""
@@ -511,7 +513,8 @@ class Writer:
                 # message would come back forever.
                 log.exception("could not answer a message on %s", outcome.message.topic[:200])
             try:
-                self.broker.ack(outcome.message.mid, outcome.message.qos)
+                message = outcome.message
+                self.broker.ack(message.mid, message.qos, message.connection)
             except Exception:
                 log.exception("could not acknowledge a message on %s", outcome.message.topic[:200])
             if outcome.stored is not None:

@@ -77,7 +77,7 @@ class NoBroker:
     def publish(self, topic: str, payload: bytes) -> None:
         pass
 
-    def ack(self, mid: int, qos: int) -> None:
+    def ack(self, mid: int, qos: int, connection: int = 0) -> None:
         pass
 
     def answering(self) -> AbstractContextManager[None]:

@@ -52,6 +52,7 @@ messages = st.builds(
         min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
     ),
     retain=st.booleans(),
+    connection=st.integers(0, 2**32 - 1),
 )
 
 

@@ -18,7 +18,7 @@ class Recorder:
     def publish(self, topic: str, payload: bytes) -> None:
         self.published.append((topic, json.loads(payload)))
 
-    def ack(self, mid: int, qos: int) -> None:
+    def ack(self, mid: int, qos: int, connection: int = 0) -> None:
         self.acked.append(mid)
 
     def answering(self) -> AbstractContextManager[None]:
