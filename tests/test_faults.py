@@ -199,6 +199,14 @@ def red_flag_burst() -> tuple[set[str], list[tuple[str, bytes]]]:
     return uuids, messages
 
 
+def paced(device: DeviceClient, messages: list[tuple[str, bytes]]) -> None:
+    """The burst one round of check-ins (one per athlete) every 0.1 s: some 5 s in all, so that
+    however fast the service stores them, the kill below lands while red flags still arrive."""
+    for start in range(0, len(messages), len(ATHLETES)):
+        device.publish_many(messages[start : start + len(ATHLETES)])
+        time.sleep(0.1)
+
+
 def test_sigkill_with_red_flags_in_flight_opens_each_alert_once_and_doubles_no_delivery(
     db_url: str, broker: Mosquitto
 ) -> None:
@@ -214,7 +222,7 @@ def test_sigkill_with_red_flags_in_flight_opens_each_alert_once_and_doubles_no_d
         with service(db_url, broker.url, KNEEGUARD_SMTP_URL=smtp.url) as first:
             first.wait_subscribed()
             with device_client(broker.port) as device:
-                publisher = threading.Thread(target=device.publish_many, args=(messages,))
+                publisher = threading.Thread(target=paced, args=(device, messages))
                 publisher.start()
                 assert wait_until(lambda: count(db_url, Alert) >= 10, 60), first.log
                 first.process.kill()
