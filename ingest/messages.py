@@ -184,6 +184,15 @@ def _decode_payload(device: DeviceTopic, message: Inbound) -> Valid | Invalid:
     return Valid(device, uuid, row)
 
 
+# Where each time checked by `_implausible_times` is, in the order it reads them.
+_RUN_TIMES = (
+    "header.source_creation_date_time",
+    "body.effective_time_frame.time_interval.start_date_time",
+    "body.effective_time_frame.time_interval.end_date_time",
+)
+_CHECKIN_TIMES = ("header.source_creation_date_time", "body.effective_time_frame.date_time")
+
+
 def _implausible_times(
     msg: RunMessage | CheckinMessage, received_at: datetime
 ) -> tuple[WireError, ...]:
@@ -191,28 +200,18 @@ def _implausible_times(
     alert open into the future and mute every real report after it."""
     latest = received_at + MAX_AHEAD
     created = msg.header.source_creation_date_time
-    # The common case first, without building the list of places below.
+    places: tuple[str, ...]
+    times: tuple[datetime, ...]
     if isinstance(msg, RunMessage):
         interval = msg.body.effective_time_frame.time_interval
-        if max(created, interval.start_date_time, interval.end_date_time) <= latest:
-            return ()
-    elif max(created, msg.body.effective_time_frame.date_time) <= latest:
-        return ()
-    times = [("header.source_creation_date_time", created)]
-    if isinstance(msg, RunMessage):
-        interval = msg.body.effective_time_frame.time_interval
-        where = "body.effective_time_frame.time_interval"
-        times += [
-            (f"{where}.start_date_time", interval.start_date_time),
-            (f"{where}.end_date_time", interval.end_date_time),
-        ]
+        places, times = _RUN_TIMES, (created, interval.start_date_time, interval.end_date_time)
     else:
-        times.append(
-            ("body.effective_time_frame.date_time", msg.body.effective_time_frame.date_time)
-        )
+        places, times = _CHECKIN_TIMES, (created, msg.body.effective_time_frame.date_time)
+    if max(times) <= latest:
+        return ()
     return tuple(
         WireError(loc, "time is more than one hour after the message was received")
-        for loc, value in times
+        for loc, value in zip(places, times, strict=True)
         if value > latest
     )
 
