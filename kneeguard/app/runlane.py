@@ -262,6 +262,7 @@ def child_main(settings: Settings, pipe: Connection) -> None:
     # Where lowering the priority is not allowed, the lane still has an interpreter of its own.
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
+    from kneeguard.app.heap import settle_after_start_up
     from kneeguard.app.logs import configure_logging
 
     configure_logging(settings.log_level)
@@ -281,6 +282,7 @@ def child_main(settings: Settings, pipe: Connection) -> None:
         log.exception("the run process could not start")
         send(Report(fatal_error=f"the run process could not start: {exc}", stopped=True))
         raise SystemExit(1) from None
+    settle_after_start_up()
     lane.start()
     done = threading.Event()
 

@@ -21,6 +21,7 @@ def run(only: str | None) -> None:
     the web app on KNEEGUARD_WEB_BIND."""
     from ingest.mqtt import BrokerConfigError
     from kneeguard.app.delivery import DeliveryConfigError
+    from kneeguard.app.heap import settle_after_start_up
     from kneeguard.app.logs import configure_logging
     from kneeguard.app.service import Service, ServiceError
     from kneeguard.web.security import SecretKeyError
@@ -40,6 +41,7 @@ def run(only: str | None) -> None:
         fail(str(exc), 2)
     except SecretKeyError as exc:
         fail(str(exc), 2)
+    settle_after_start_up()
     try:
         code = service.run_forever()
     except ServiceError as exc:
