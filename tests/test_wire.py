@@ -489,6 +489,48 @@ def test_a_key_twice_in_one_object_is_rejected(
     ]
 
 
+# Keys built from characters that JSON can write in more than one way, each written raw or as a
+# \\u escape, so that two spellings of one key must be found equal.
+_KEY_CHARS = ["a", "b", "\u00e9", "\U0001f600", '"', "\\", "\ud800"]
+
+
+@st.composite
+def _spelled_key(draw: st.DrawFn) -> str:
+    chars = draw(st.lists(st.sampled_from(_KEY_CHARS), max_size=3))
+    spelled = []
+    for char in chars:
+        if draw(st.booleans()) or char in ('"', "\\", "\ud800"):
+            spelled.append(json.dumps(char)[1:-1])
+        else:
+            spelled.append(char)
+    return '"' + "".join(spelled) + '"'
+
+
+def _object(members: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    pairs = st.lists(st.tuples(_spelled_key(), members), max_size=4)
+    return pairs.map(lambda items: "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}")
+
+
+_documents = st.recursive(
+    st.sampled_from(["1", '"x"', "null", "[]"]),
+    lambda inner: st.one_of(
+        _object(inner), st.lists(inner, max_size=3).map(lambda items: "[" + ",".join(items) + "]")
+    ),
+    max_leaves=12,
+)
+
+
+@given(document=_object(_documents))
+@settings(max_examples=300)
+def test_the_fast_duplicate_key_check_agrees_with_the_standard_library(document: str) -> None:
+    """jiter decides whenever it can read the text; the standard library's verdict, key named,
+    is the reference for every document."""
+    from ingest.messages import _duplicate_key, _duplicate_key_named
+
+    payload = document.encode()
+    assert _duplicate_key(payload, document) == _duplicate_key_named(document)
+
+
 def test_the_same_key_in_different_objects_is_fine() -> None:
     payload = run_payload(
         distance={"value": 5, "unit": "km"}, duration={"value": 30, "unit": "min"}
