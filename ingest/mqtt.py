@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -156,6 +157,31 @@ class ReadBufferedSocket:
     def pending(self) -> int:
         return len(self._buffer) - self._offset
 
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """The next whole MQTT packet in the buffer, as its first byte and what follows its
+        remaining length; None when the buffer holds less than a packet, or a remaining length
+        longer than the protocol's four bytes (paho's reading says what is wrong with it)."""
+        buffer = self._buffer
+        start = self._offset
+        end = len(buffer)
+        at = start + 1
+        length = 0
+        shift = 0
+        while True:
+            if at >= end or at - start > 4:
+                return None
+            byte = buffer[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        stop = at + length
+        if stop > end:
+            return None
+        self._offset = stop
+        return buffer[start], buffer[at:stop]
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
@@ -244,9 +270,43 @@ _PUBACK_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untype
 WRITE_CHUNK = 64 * 1024
 
 
+def publish_packet(topic: bytes, mid: int, payload: bytes, v5: bool) -> bytes:
+    """A QoS 1 PUBLISH without properties, not a resend: what paho's `_send_publish` writes."""
+    remaining = 4 + len(topic) + len(payload) + (1 if v5 else 0)
+    header = bytearray(b"\x32")
+    while True:
+        byte = remaining & 0x7F
+        remaining >>= 7
+        if not remaining:
+            header.append(byte)
+            break
+        header.append(byte | 0x80)
+    return b"".join(
+        (
+            header,
+            len(topic).to_bytes(2, "big"),
+            topic,
+            mid.to_bytes(2, "big"),
+            b"\x00" if v5 else b"",
+            payload,
+        )
+    )
+
+
+_SHORT_PUBLISH_PROTOCOLS = (MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5)
+
+
+def _puback_packet(mid: int) -> bytes:
+    """A PUBACK with reason "success" and no properties: two bytes after the header in MQTT 3.1.1
+    and in MQTT 5 alike."""
+    return bytes((mqtt.PUBACK, 2, mid >> 8, mid & 0xFF))
+
+
 class _Client(mqtt.Client):
     """paho's client with buffered reads and coalesced writes on plain TCP connections (TLS
-    sockets buffer already), and a way for one thread to queue many packets with one wake-up."""
+    sockets buffer already), a way for one thread to queue many packets with one wake-up, and
+    short paths for the packets each message costs (a received PUBLISH, its PUBACK, the answer
+    and the answer's PUBACK), each tested against paho's own (tests/test_mqtt_short_paths.py)."""
 
     buffered_reads = False
     # The thread whose packets are queued without waking the network thread (`holding_writes`).
@@ -259,6 +319,129 @@ class _Client(mqtt.Client):
             return ReadBufferedSocket(sock)
         self.buffered_reads = False
         return sock
+
+    def logs_debug(self) -> bool:
+        """Whether paho's debug records go anywhere; the short paths below skip them otherwise."""
+        return self.on_log is not None or (
+            self._logger is not None and self._logger.isEnabledFor(logging.DEBUG)
+        )
+
+    def publish_at_least_once(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """paho's `publish(topic, payload, qos=1)` for what the service sends: a topic it built
+        (UTF-8, no wildcards) and bytes, without properties. The same bookkeeping (the message
+        kept until its PUBACK, the in-flight count, the resend after a reconnect) without
+        paho's checks, conversions and debug record: see docs/BENCHMARKS.md."""
+        if self._protocol not in _SHORT_PUBLISH_PROTOCOLS or self.logs_debug():
+            return self.publish(topic, payload, qos=1)
+        topic_bytes = topic.encode()
+        mid = self._mid_generate()
+        message = mqtt.MQTTMessage(mid, topic_bytes)
+        message.timestamp = mqtt.time_func()
+        message.payload = payload
+        message.qos = 1
+        info = message.info
+        with self._out_message_mutex:
+            if (
+                0 < self._max_queued_messages <= len(self._out_messages)
+                or mid in self._out_messages
+            ):
+                info.rc = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                return info
+            self._out_messages[mid] = message
+            if 0 < self._max_inflight_messages <= self._inflight_messages:
+                message.state = mqtt.mqtt_ms_queued
+                info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+                return info
+            if self._sock is None:
+                # Sent when the connection is made again, as paho does.
+                message.state = mqtt.mqtt_ms_publish
+                info.rc = MQTTErrorCode.MQTT_ERR_NO_CONN
+                return info
+            self._inflight_messages += 1
+            message.state = mqtt.mqtt_ms_wait_for_puback
+            packet = publish_packet(
+                topic_bytes, mid, payload, self._protocol == MQTTProtocolVersion.MQTTv5
+            )
+            info.rc = self._packet_queue(mqtt.PUBLISH, packet, mid, 1, info)
+            return info
+
+    def _send_puback(self, mid: int) -> MQTTErrorCode:
+        """paho's PUBACK, without its debug record when those are off."""
+        if self.logs_debug():
+            return super()._send_puback(mid)
+        return self._packet_queue(mqtt.PUBACK, _puback_packet(mid), mid, 1)
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """A packet that lies whole in the read buffer is taken from it at once; paho reads it
+        with a call for its first byte, one for each byte of its remaining length and one for the
+        rest, each copied into its own growing buffer. Anything else (the first packet of a
+        `recv`, one cut by the end of the buffer, a malformed length) is paho's to read."""
+        sock = self._sock
+        if self._in_packet["command"] != 0 or not isinstance(sock, ReadBufferedSocket):
+            return super()._packet_read()
+        taken = sock.take_packet()
+        if taken is None:
+            return super()._packet_read()
+        command, body = taken
+        self._in_packet = {
+            "command": command,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(body),
+            "packet": bytearray(body),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """paho's handling of a received PUBLISH at QoS 0 or 1, without its debug record when
+        those are off and without looking for per-topic callbacks (the service sets none)."""
+        if self.logs_debug() or self._on_message_filtered._root._children:
+            return super()._handle_publish()
+        result = _packet.decode_publish(
+            self._in_packet["command"], self._in_packet["packet"], self._protocol
+        )
+        if result.qos == 2:
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage(result.mid, result.topic)
+        message.dup = result.dup
+        message.qos = result.qos
+        message.retain = result.retain
+        message.properties = result.properties
+        message.payload = result.payload
+        message.timestamp = mqtt.time_func()
+        with self._callback_mutex:
+            on_message = self.on_message
+        if on_message is not None:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        if result.qos == 1 and not self._manual_ack:
+            return self._send_puback(result.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     @contextmanager
     def holding_writes(self) -> Iterator[None]:
@@ -516,7 +699,7 @@ class MqttConnection:
         outstanding (its message ids) or its queue is full, and then the answer is lost: the
         device publishes again and is answered `duplicate`. Counted, and said at most once a
         minute, so that an operator can see it."""
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish_at_least_once(topic, payload)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self.publishes_refused += 1
             now = time.monotonic()
