@@ -545,3 +545,287 @@ def test_an_oversized_payload_is_rejected_with_its_uuid_when_readable() -> None:
     assert isinstance(result, Invalid)
     assert result.uuid == payload["header"]["uuid"]
     assert "the limit is 65536" in result.errors[0].msg
+
+
+# --- Runs validated as dicts agree with the models ---------------------------------------------
+
+ABSENT = object()
+
+
+def _times() -> st.SearchStrategy[str]:
+    """RFC 3339 times around every bound the models check: before 2000 by an offset, years with
+    no UTC equivalent, around receipt and an hour after it, and ordinary ones."""
+    special = st.sampled_from(
+        [
+            (NOW + timedelta(hours=1, seconds=1)).isoformat(),
+            (NOW + timedelta(hours=1)).isoformat(),
+            (NOW + timedelta(hours=1, seconds=1))
+            .astimezone(timezone(timedelta(hours=-5)))
+            .isoformat(),
+            (NOW + timedelta(minutes=59)).astimezone(timezone(timedelta(hours=9))).isoformat(),
+            "1999-12-31T23:59:59Z",
+            "2000-01-01T00:30:00+01:00",
+            "2000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-14:00",
+            "2026-11-02T07:00:00",  # no offset
+            "2026-11-02 07:00:00+01:00",
+        ]
+    )
+    return special | instants.map(lambda t: t.isoformat())
+
+
+def _unit_value(
+    numbers: st.SearchStrategy[Any], units: list[str], bare: bool
+) -> st.SearchStrategy[Any]:
+    value = numbers
+    choices = [
+        st.just(ABSENT),
+        st.none(),
+        st.fixed_dictionaries({"value": value, "unit": st.sampled_from(units)}),
+        st.fixed_dictionaries({"value": value}),
+    ]
+    if bare:
+        choices.append(value)
+    return st.one_of(*choices)
+
+
+_numbers = st.one_of(
+    st.sampled_from([0, 0.5, 1, 48, 120, 172, 300, 301, 400, 401, 86_400, 1_000_000, 1_000_001]),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=2e6),
+    st.booleans(),
+    st.just("10"),
+)
+
+
+@st.composite
+def _run_variants(draw: st.DrawFn) -> dict[str, Any]:
+    payload = run_payload()
+    header, body = payload["header"], payload["body"]
+    # Around receipt as often as anywhere else: an hour after it is a bound of its own.
+    start = draw(
+        instants | st.integers(-20 * 60, 61).map(lambda minutes: NOW + timedelta(minutes=minutes))
+    )
+    # Hypothesis draws the first of a list most often: an ordinary interval, then each bound.
+    delta = draw(
+        st.sampled_from(
+            [
+                timedelta(minutes=50),
+                timedelta(seconds=-1),
+                timedelta(0),
+                timedelta(seconds=1),
+                timedelta(days=14),
+                timedelta(days=14, seconds=1),
+            ]
+        )
+    )
+    interval = body["effective_time_frame"]["time_interval"]
+    interval["start_date_time"] = start.isoformat()
+    interval["end_date_time"] = (start + delta).isoformat()
+    header["source_creation_date_time"] = (start + delta).isoformat()
+    fields: dict[tuple[str, str], Any] = {
+        ("header", "uuid"): st.sampled_from(
+            [
+                header["uuid"],
+                header["uuid"].upper(),
+                "00000000-0000-0000-0000-000000000000",
+                "not-a-uuid",
+            ]
+        ),
+        ("header", "schema_id"): st.sampled_from(
+            [
+                ABSENT,
+                None,
+                {"namespace": "ieee", "name": "physical-activity", "version": "1.0"},
+                {"namespace": "kneeguard", "name": "knee-checkin", "version": "1.0"},
+                {"namespace": "ieee", "name": "knee-checkin", "version": "1.0"},
+                {"namespace": "kneeguard", "name": "physical-activity", "version": "1.0"},
+                {"namespace": "ieee", "name": "physical-activity", "version": "2.0"},
+            ]
+        ),
+        ("header", "source_creation_date_time"): _times(),
+        ("header", "modality"): st.sampled_from([ABSENT, None, "sensed", "self-reported", "x"]),
+        ("header", "acquisition_provenance"): st.sampled_from(
+            [ABSENT, None, {}, {"source_name": "w"}, {"source_name": "w" * 201}]
+        ),
+        ("body", "activity_name"): st.sampled_from([ABSENT, "running", "cycling"]),
+        ("body", "distance"): _unit_value(_numbers, ["m", "km", "mi", "ft"], bare=True),
+        ("body", "duration"): _unit_value(_numbers, ["sec", "min", "h", "d"], bare=True),
+        ("body", "cumulative_elevation_gain"): _unit_value(_numbers, ["m", "ft", "km"], False),
+        ("body", "average_cadence"): _unit_value(_numbers, ["steps/min", "rpm"], bare=True),
+        ("body", "heart_rate"): st.one_of(
+            st.sampled_from([ABSENT, None, {}, 148]),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "average": _unit_value(_numbers, ["beats/min", "bpm"], bare=True),
+                    "maximum": _unit_value(_numbers, ["beats/min"], bare=True),
+                },
+            ),
+        ),
+        ("body", "perceived_exertion"): st.one_of(st.just(ABSENT), st.none(), _numbers),
+        ("body", "running_dynamics"): st.one_of(
+            st.sampled_from([ABSENT, None, {}]),
+            st.fixed_dictionaries({}, optional={"power_w": _numbers, "step_length_mm": _numbers}),
+        ),
+        ("body", "effective_time_frame"): st.sampled_from([ABSENT, "keep", {}]),
+    }
+    # A few changes at a time, so that many runs stay valid with one thing near a bound.
+    changed = draw(st.lists(st.sampled_from(list(fields)), max_size=2, unique=True))
+    for part, key in changed:
+        value = draw(fields[(part, key)])
+        if value == "keep":
+            continue
+        if value is ABSENT:
+            payload[part].pop(key, None)
+        else:
+            payload[part][key] = value
+        if isinstance(value, dict):
+            for inner in list(value):
+                if value[inner] is ABSENT:
+                    del value[inner]
+    if draw(st.sampled_from([False, True])):
+        interval["end_date_time"] = draw(_times())
+    return payload
+
+
+def _decoded_both_ways(payload: bytes) -> tuple[Valid | None, Valid | Invalid]:
+    from ingest.messages import _decode_model, _run_as_dicts
+
+    message = inbound(RUN, payload)
+    device = TOPICS.parse(RUN)
+    text = payload.decode()
+    return _run_as_dicts(device, message, text), _decode_model(device, message, text)
+
+
+def _typed(row: dict[str, Any]) -> dict[str, tuple[type, Any]]:
+    return {key: (type(value), value) for key, value in row.items()}
+
+
+@given(payload=_run_variants())
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+def test_a_run_validated_as_dicts_gives_the_models_row(payload: dict[str, Any]) -> None:
+    """Whatever the dicts accept, the models accept with the same row, value for value and type
+    for type; whatever they do not, the models decode (and name what is wrong)."""
+    fast, models = _decoded_both_ways(json.dumps(payload).encode())
+    if fast is not None:
+        assert isinstance(models, Valid), models
+        assert (fast.device, fast.uuid) == (models.device, models.uuid)
+        assert _typed(fast.row) == _typed(models.row)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"heart_rate": {"average": {"value": 148, "unit": "beats/min"}, "maximum": 171}},
+        {"average_cadence": 172, "distance": {"value": 6.2, "unit": "mi"}},
+        {"duration": None, "cumulative_elevation_gain": {"value": 400, "unit": "ft"}},
+        {"running_dynamics": None, "heart_rate": None, "perceived_exertion": None},
+    ],
+    ids=["template", "unit-value heart rate", "bare cadence, miles", "no duration", "nulls"],
+)
+def test_ordinary_runs_take_the_dicts_path(body: dict[str, Any]) -> None:
+    fast, models = _decoded_both_ways(json.dumps(run_payload(**body)).encode())
+    assert fast is not None
+    assert isinstance(models, Valid)
+    assert _typed(fast.row) == _typed(models.row)
+
+
+def _one_thing_wrong(change: Any) -> bytes:
+    payload = run_payload()
+    change(
+        payload["header"], payload["body"], payload["body"]["effective_time_frame"]["time_interval"]
+    )
+    return json.dumps(payload).encode()
+
+
+_SOON_AFTER = (NOW + timedelta(hours=1, seconds=1)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        (lambda h, b, i: h.update(uuid="00000000-0000-0000-0000-000000000000"), "header.uuid"),
+        (lambda h, b, i: h["schema_id"].update(name="knee-checkin"), "header.schema_id"),
+        (lambda h, b, i: h["schema_id"].update(namespace="kneeguard"), "header.schema_id"),
+        (
+            lambda h, b, i: h.update(source_creation_date_time=_SOON_AFTER),
+            "header.source_creation_date_time",
+        ),
+        (
+            lambda h, b, i: h.update(source_creation_date_time="2000-01-01T00:30:00+01:00"),
+            "header.source_creation_date_time",
+        ),
+        (
+            lambda h, b, i: h.update(source_creation_date_time="9999-12-31T23:59:59-14:00"),
+            "header.source_creation_date_time",
+        ),
+        (
+            lambda h, b, i: i.update(end_date_time=i["start_date_time"]),
+            "body.effective_time_frame.time_interval",
+        ),
+        (
+            lambda h, b, i: i.update(start_date_time="2026-10-19T07:49:59+01:00"),
+            "body.effective_time_frame.time_interval",
+        ),
+        (
+            lambda h, b, i: i.update(start_date_time=NOW.isoformat(), end_date_time=_SOON_AFTER),
+            "body.effective_time_frame.time_interval.end_date_time",
+        ),
+        (
+            lambda h, b, i: b.update(
+                distance={"value": 10, "unit": "km"}, duration={"value": 5, "unit": "min"}
+            ),
+            "body.duration",
+        ),
+        (
+            lambda h, b, i: b.update(
+                distance={"value": 501, "unit": "km"}, duration={"value": 60, "unit": "h"}
+            ),
+            "body.distance",
+        ),
+        (lambda h, b, i: b.update(duration=48), "body.duration"),
+        (
+            lambda h, b, i: b["heart_rate"].update(average={"value": 148, "unit": "bpm"}),
+            "body.heart_rate.average.unit",
+        ),
+    ],
+    ids=[
+        "nil uuid",
+        "schema name",
+        "schema namespace",
+        "created after receipt",
+        "before 2000 by its offset",
+        "no UTC equivalent",
+        "empty interval",
+        "interval over 14 days",
+        "end after receipt",
+        "faster than possible",
+        "too long",
+        "bare duration",
+        "heart rate unit",
+    ],
+)
+def test_each_check_of_the_models_is_also_made_on_the_dicts_path(change: Any, loc: str) -> None:
+    fast, models = _decoded_both_ways(_one_thing_wrong(change))
+    assert fast is None
+    assert isinstance(models, Invalid)
+    assert models.errors[0].loc == loc, models.errors
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A key twice, and an escape that smuggles in U+0000: the models' path names each.
+        json.dumps(run_payload()).replace(
+            '"modality": "sensed"', '"modality": "sensed", "modality": "self-reported"'
+        ),
+        json.dumps(run_payload()).replace('"TestWatch 3"', '"Test\\u0000Watch"'),
+    ],
+    ids=["duplicate key", "NUL escape"],
+)
+def test_runs_the_dicts_path_leaves_to_the_models(text: str) -> None:
+    fast, models = _decoded_both_ways(text.encode())
+    assert fast is None
+    assert isinstance(models, Invalid)
