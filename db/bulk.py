@@ -1,11 +1,13 @@
-"""Inserts that need the database dialect: the bulk insert of runs and check-ins (COPY on
-PostgreSQL, the driver's executemany on SQLite), "insert unless it exists" for any table, and
-whether a failure means the database is unavailable (retry) rather than refusing the data."""
+"""What ingest does to the database once a batch, in the dialect's own terms: the bulk insert of
+runs and check-ins (COPY on PostgreSQL, the driver's executemany on SQLite) and the registered
+devices of a batch; "insert unless it exists" for any table; and whether a failure means the
+database is unavailable (retry) rather than refusing the data."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -14,9 +16,10 @@ from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from db.models import Device
 from db.types import UTCDateTime, sqlite_datetime_text
 
-__all__ = ["insert_new", "insert_or_skip", "is_unavailable"]
+__all__ = ["insert_new", "insert_or_skip", "is_unavailable", "registered_devices"]
 
 
 def insert_or_skip(
@@ -149,3 +152,41 @@ def insert_new(
     if dialect == "sqlite":
         return _insert_new_sqlite(conn, table, rows)
     raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover
+
+
+# Athletes per query on SQLite: far below its limit on bound parameters, whatever the batch size.
+_ATHLETES_PER_QUERY = 500
+
+
+def registered_devices(
+    conn: Connection, pairs: Collection[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Those of the (athlete, device) pairs that are registered, read in the connection's
+    transaction.
+
+    One query on the driver for the athletes' devices (an athlete has a few), the pairs kept in
+    Python. Built by SQLAlchemy, a `tuple_(...).in_(...)` over the pairs cost more than the rest
+    of a one-message batch on SQLite (docs/BENCHMARKS.md); a batch of runs makes one such query.
+    """
+    if not pairs:
+        return set()
+    athletes = sorted({athlete for athlete, _ in pairs})
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    query = f"SELECT athlete_id, id FROM {Device.__tablename__} WHERE athlete_id"  # noqa: S608
+    rows: list[tuple[str, str]] = []
+    cursor = driver.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(f"{query} = ANY(%s)", (athletes,))
+            rows.extend(cursor.fetchall())
+        else:
+            for start in range(0, len(athletes), _ATHLETES_PER_QUERY):
+                chunk = athletes[start : start + _ATHLETES_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                cursor.execute(f"{query} IN ({marks})", chunk)
+                rows.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    wanted = set(pairs)
+    return {(athlete, device) for athlete, device in rows if (athlete, device) in wanted}

@@ -17,12 +17,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, insert, select, tuple_
+from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.orm import configure_mappers
 
 from contract.topics import DeviceTopic, Kind, Topics
-from db.bulk import insert_new, is_unavailable
-from db.models import Checkin, DeadLetter, Device, Run
+from db.bulk import insert_new, is_unavailable, registered_devices
+from db.models import Checkin, DeadLetter, Run
 from ingest.floods import UNLIMITED, RejectionLimit
 from ingest.messages import (
     Inbound,
@@ -460,19 +460,14 @@ class Writer:
     def _known_devices(
         conn: Connection, decoded: Sequence[Valid | Invalid]
     ) -> set[tuple[str, str]]:
-        pairs = {
-            (item.device.athlete_id, item.device.device_id)
-            for item in decoded
-            if isinstance(item, Valid)
-        }
-        if not pairs:
-            return set()
-        rows = conn.execute(
-            select(Device.athlete_id, Device.id).where(
-                tuple_(Device.athlete_id, Device.id).in_(sorted(pairs))
-            )
+        return registered_devices(
+            conn,
+            {
+                (item.device.athlete_id, item.device.device_id)
+                for item in decoded
+                if isinstance(item, Valid)
+            },
         )
-        return {(athlete, device) for athlete, device in rows}
 
     @staticmethod
     def _insert_new(
