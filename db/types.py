@@ -19,16 +19,29 @@ def _in_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# The text SQLAlchemy's SQLite DATETIME stores (its default storage format).
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
 def sqlite_datetime_text(value: datetime | None) -> str | None:
     """What `UTCDateTime` stores on SQLite: naive UTC text with microseconds, as SQLAlchemy's
     SQLite DATETIME writes it, so that stored values compare and sort as text."""
     if value is None:
         return None
-    # isoformat of an aware UTC time ends in "+00:00"; drop it. Ingest's times are UTC already
-    # (converted while validated), so they skip the conversion.
+    # Ingest's times are UTC already (converted while validated), so they skip the conversion.
     if value.tzinfo is not UTC:
         value = _in_utc(value)
-    return value.isoformat(" ", "microseconds")[:-6]
+    # %-formatting the fields: 0.59 µs against 0.93 for isoformat with its offset cut off
+    # (timeit); four times a run in the SQLite ingest profile.
+    return _SQLITE_DATETIME % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):
